@@ -1,0 +1,2 @@
+//! Runnable netdb programs live beside this file as cargo examples
+//! (`cargo run -p netdb-examples --example <name>`); this library is empty on purpose.

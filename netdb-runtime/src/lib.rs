@@ -1,0 +1,25 @@
+//! The netdb runtime: everything generated model code calls into.
+//!
+//! * [`redex`] — RedEX, the append-only log: in memory or on disk, with fsync policies,
+//!   torn-write recovery, retention and tails that never drop a slow reader.
+//!
+//! The CortEX fold driver and the `NetDb` façade build on it (later issues).
+//!
+//! ```
+//! use netdb_runtime::redex::{Redex, RedexFileConfig};
+//!
+//! let redex = Redex::new();
+//! let log = redex.open_file(&"greetings".parse()?, RedexFileConfig::default())?;
+//! let seq = log.append(b"hello")?;
+//! assert_eq!(log.read_range(seq, seq + 1)?[0].payload, &b"hello"[..]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// Lint policy: `unsafe_code` is denied workspace-wide; the one exception (a libc clock
+// read) carries its own `allow` and SAFETY note in `redex/clock.rs`.
+#![warn(missing_docs)]
+
+pub mod redex;
+
+#[cfg(not(unix))]
+compile_error!("netdb-runtime uses positional file I/O and supports Unix-like systems (Linux, macOS)");

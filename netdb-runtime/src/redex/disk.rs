@@ -1,0 +1,952 @@
+//! The persistent half of a RedEX file: segments, the write buffer, recovery and cold reads.
+//!
+//! Everything here runs under the owning file's state lock; see `file.rs`.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::format::{
+    INDEX_RECORD_LEN, IndexRecord, TS_RECORD_LEN, decode_ts, parse_segment_name, segment_stem,
+};
+use super::{ChannelName, RecoveryReport, RedexError, RedexEvent};
+
+/// Buffered appends are handed to the OS once this many bytes are staged.
+const FLUSH_THRESHOLD: usize = 256 << 10;
+/// A segment holds at most this many events, which bounds recovery work on open.
+const MAX_SEGMENT_EVENTS: u64 = 1 << 20;
+/// Records read per chunk on the cold path.
+const READ_CHUNK_EVENTS: u64 = 4096;
+/// The file recording the first retained sequence number.
+const HEAD_FILE: &str = ".head";
+const HEAD_TMP_FILE: &str = ".head.tmp";
+/// The file recording the sequence number below which every event was fsynced.
+const SYNCED_FILE: &str = ".synced";
+
+/// Held by every persistent file of a `Redex` so the directory lock outlives the manager.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<DirLock, RedexError> {
+        fs::create_dir_all(dir).map_err(|e| RedexError::io("create directory", dir, e))?;
+        let path = dir.join(".netdb.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| RedexError::io("open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => {
+                tracing::warn!(dir = %dir.display(), "RedEX directory is locked by another Redex; refusing to open it");
+                Err(RedexError::Locked {
+                    dir: dir.to_owned(),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => Err(RedexError::io("lock", &path, e)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SegmentFiles {
+    idx: File,
+    dat: File,
+    ts: File,
+    stem: PathBuf,
+}
+
+impl SegmentFiles {
+    fn path(&self, ext: &str) -> PathBuf {
+        self.stem.with_extension(ext)
+    }
+
+    fn open(dir: &Path, first_seq: u64, create: bool) -> Result<SegmentFiles, RedexError> {
+        let stem = dir.join(segment_stem(first_seq));
+        let open = |ext: &str| {
+            let path = stem.with_extension(ext);
+            let mut opts = OpenOptions::new();
+            opts.read(true);
+            if create {
+                opts.write(true).create(true).truncate(true);
+            } else {
+                opts.write(true);
+            }
+            opts.open(&path).map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    RedexError::Corrupt {
+                        file: path.clone(),
+                        seq: first_seq,
+                        reason: "the segment file is missing".into(),
+                    }
+                } else {
+                    RedexError::io("open", &path, e)
+                }
+            })
+        };
+        Ok(SegmentFiles {
+            idx: open("idx")?,
+            dat: open("dat")?,
+            ts: open("ts")?,
+            stem,
+        })
+    }
+
+    fn sync(&self) -> Result<(), RedexError> {
+        // Data and timestamps before the index: an index record on stable storage must
+        // never point at bytes that are not.
+        for (file, ext) in [(&self.dat, "dat"), (&self.ts, "ts"), (&self.idx, "idx")] {
+            file.sync_data()
+                .map_err(|e| RedexError::io("fsync", self.path(ext), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// What the log knows about a segment without reading it.
+#[derive(Debug, Clone, Copy)]
+struct SegmentMeta {
+    first_seq: u64,
+    /// Events in the segment (for the active segment: including buffered ones).
+    count: u64,
+}
+
+impl SegmentMeta {
+    fn end(&self) -> u64 {
+        self.first_seq + self.count
+    }
+}
+
+#[derive(Debug)]
+struct ActiveSegment {
+    meta: SegmentMeta,
+    files: Arc<SegmentFiles>,
+    /// Events handed to the OS.
+    written: u64,
+    /// Data bytes handed to the OS.
+    written_dat: u64,
+    /// Data bytes including buffered ones.
+    data_len: u64,
+}
+
+/// Positions to roll the write buffer back to when a staged append fails.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    idx: usize,
+    dat: usize,
+    ts: usize,
+    count: u64,
+    data_len: u64,
+}
+
+/// What recovery found; the log's logical bounds.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub head_seq: u64,
+    pub next_seq: u64,
+    pub retained_bytes: u64,
+    pub report: RecoveryReport,
+}
+
+#[derive(Debug)]
+pub(crate) struct DiskLog {
+    dir: PathBuf,
+    channel: ChannelName,
+    sealed: VecDeque<SegmentMeta>,
+    active: ActiveSegment,
+    buf_idx: Vec<u8>,
+    buf_dat: Vec<u8>,
+    buf_ts: Vec<u8>,
+    segment_max_bytes: u64,
+    cold: Option<(u64, Arc<SegmentFiles>)>,
+    synced: Arc<SyncedMark>,
+    /// Number of write calls made (one per file per flush).
+    pub write_calls: u64,
+    _lock: Arc<DirLock>,
+}
+
+/// One record as found on disk.
+struct Found {
+    rec: IndexRecord,
+    ts: u64,
+}
+
+impl DiskLog {
+    /// Opens (creating if needed) the channel directory and recovers it.
+    pub fn open(
+        dir: PathBuf,
+        channel: ChannelName,
+        lock: Arc<DirLock>,
+        segment_max_bytes: u64,
+    ) -> Result<(DiskLog, Recovered), RedexError> {
+        fs::create_dir_all(&dir).map_err(|e| RedexError::io("create directory", &dir, e))?;
+        let mut seqs: Vec<u64> = Vec::new();
+        let entries = fs::read_dir(&dir).map_err(|e| RedexError::io("list", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| RedexError::io("list", &dir, e))?;
+            let name = entry.file_name();
+            if let Some((seq, ext)) = name.to_str().and_then(parse_segment_name)
+                && ext == "idx"
+            {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        let head_hint = read_head_file(&dir);
+        let synced = SyncedMark::open(&dir)?;
+        let mut report = RecoveryReport {
+            segments: seqs.len().max(1),
+            ..RecoveryReport::default()
+        };
+
+        let mut sealed = VecDeque::new();
+        let mut retained_bytes = 0u64;
+        let head_floor = seqs.first().copied().unwrap_or(head_hint.unwrap_or(0));
+        let head_seq_guess = head_hint.unwrap_or(head_floor).max(head_floor);
+
+        for pair in seqs.windows(2) {
+            let (first, next_first) = (pair[0], pair[1]);
+            let files = SegmentFiles::open(&dir, first, false)?;
+            let (meta, bytes) = scan_sealed(&files, first, head_seq_guess)?;
+            if meta.end() != next_first {
+                return Err(RedexError::Corrupt {
+                    file: files.path("idx"),
+                    seq: meta.end(),
+                    reason: format!(
+                        "segment ends before seq {} but the next segment starts at {next_first}",
+                        meta.end()
+                    ),
+                });
+            }
+            retained_bytes += bytes;
+            sealed.push_back(meta);
+        }
+
+        let active = match seqs.last() {
+            Some(&first) => {
+                let files = SegmentFiles::open(&dir, first, false)?;
+                let through = synced.read();
+                recover_active(
+                    files,
+                    first,
+                    head_seq_guess,
+                    through,
+                    &mut report,
+                    &mut retained_bytes,
+                )?
+            }
+            None => {
+                let first = head_seq_guess;
+                let files = SegmentFiles::open(&dir, first, true)?;
+                sync_dir(&dir)?;
+                ActiveSegment {
+                    meta: SegmentMeta {
+                        first_seq: first,
+                        count: 0,
+                    },
+                    files: Arc::new(files),
+                    written: 0,
+                    written_dat: 0,
+                    data_len: 0,
+                }
+            }
+        };
+        let next_seq = active.meta.end();
+        let head_seq = head_seq_guess.min(next_seq);
+        report.next_seq = next_seq;
+        report.first_seq = head_seq;
+        if report.truncated_records > 0 || report.truncated_bytes > 0 {
+            tracing::warn!(
+                channel = %channel,
+                dir = %dir.display(),
+                truncated_records = report.truncated_records,
+                truncated_bytes = report.truncated_bytes,
+                next_seq,
+                "RedEX recovery truncated a torn tail"
+            );
+        } else {
+            tracing::debug!(channel = %channel, next_seq, head_seq, "RedEX recovery found a clean log");
+        }
+        let log = DiskLog {
+            dir,
+            channel,
+            sealed,
+            active,
+            buf_idx: Vec::with_capacity(FLUSH_THRESHOLD / 8),
+            buf_dat: Vec::with_capacity(FLUSH_THRESHOLD),
+            buf_ts: Vec::with_capacity(FLUSH_THRESHOLD / 16),
+            segment_max_bytes,
+            cold: None,
+            synced: Arc::new(synced),
+            write_calls: 0,
+            _lock: lock,
+        };
+        Ok((
+            log,
+            Recovered {
+                head_seq,
+                next_seq,
+                retained_bytes,
+                report,
+            },
+        ))
+    }
+
+    fn buffered_len(&self) -> usize {
+        self.buf_idx.len() + self.buf_dat.len() + self.buf_ts.len()
+    }
+
+    /// The first sequence number not yet handed to the OS.
+    pub fn flushed_seq(&self) -> u64 {
+        self.active.meta.first_seq + self.active.written
+    }
+
+    /// Makes room for a batch of `events` events carrying `heap_bytes` of heap payload:
+    /// starts a new segment if the active one is full, and flushes staged bytes if the batch
+    /// would overflow the buffer. Nothing is staged; an error leaves the log unchanged.
+    pub fn prepare(&mut self, events: u64, heap_bytes: u64) -> Result<(), RedexError> {
+        let a = &self.active;
+        if a.meta.count > 0
+            && (a.data_len + heap_bytes > self.segment_max_bytes
+                || a.meta.count + events > MAX_SEGMENT_EVENTS)
+        {
+            self.roll()?;
+        }
+        if self.buffered_len() > 0
+            && self.buffered_len() + heap_bytes as usize + events as usize * 28 > FLUSH_THRESHOLD
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            idx: self.buf_idx.len(),
+            dat: self.buf_dat.len(),
+            ts: self.buf_ts.len(),
+            count: self.active.meta.count,
+            data_len: self.active.data_len,
+        }
+    }
+
+    /// Drops everything staged after `mark`. Only valid while those bytes are unflushed.
+    pub fn rollback(&mut self, mark: Mark) {
+        self.buf_idx.truncate(mark.idx);
+        self.buf_dat.truncate(mark.dat);
+        self.buf_ts.truncate(mark.ts);
+        self.active.meta.count = mark.count;
+        self.active.data_len = mark.data_len;
+    }
+
+    /// Stages one record. Call [`prepare`](Self::prepare) first.
+    pub fn stage(&mut self, seq: u64, ts: u64, payload: &[u8]) {
+        debug_assert_eq!(seq, self.active.meta.end());
+        let offset = self.active.data_len as u32;
+        let rec = IndexRecord::new(seq, ts, payload, offset);
+        if rec.heap().is_some() {
+            self.buf_dat.extend_from_slice(payload);
+            self.active.data_len += payload.len() as u64;
+        }
+        self.buf_ts.extend_from_slice(&ts.to_le_bytes());
+        self.buf_idx.extend_from_slice(&rec.encode());
+        self.active.meta.count += 1;
+    }
+
+    /// Whether the staged bytes are over the flush threshold.
+    pub fn wants_flush(&self) -> bool {
+        self.buffered_len() >= FLUSH_THRESHOLD
+    }
+
+    /// Hands staged bytes to the OS: data, then timestamps, then index. On error nothing is
+    /// counted as written and the buffer is kept, so a retry rewrites the same offsets.
+    pub fn flush(&mut self) -> Result<(), RedexError> {
+        if self.buffered_len() == 0 {
+            return Ok(());
+        }
+        let a = &self.active;
+        let f = &a.files;
+        let idx_at = a.written * INDEX_RECORD_LEN as u64;
+        let ts_at = a.written * TS_RECORD_LEN as u64;
+        f.dat
+            .write_all_at(&self.buf_dat, a.written_dat)
+            .map_err(|e| RedexError::io("write", f.path("dat"), e))?;
+        f.ts.write_all_at(&self.buf_ts, ts_at)
+            .map_err(|e| RedexError::io("write", f.path("ts"), e))?;
+        f.idx
+            .write_all_at(&self.buf_idx, idx_at)
+            .map_err(|e| RedexError::io("write", f.path("idx"), e))?;
+        self.write_calls += 3;
+        self.active.written = self.active.meta.count;
+        self.active.written_dat = self.active.data_len;
+        self.buf_idx.clear();
+        self.buf_dat.clear();
+        self.buf_ts.clear();
+        Ok(())
+    }
+
+    /// Flushes and returns a handle whose `fsync` makes everything written so far durable.
+    /// The caller may fsync outside the file lock.
+    pub fn flush_for_sync(&mut self) -> Result<SyncHandle, RedexError> {
+        self.flush()?;
+        Ok(SyncHandle {
+            files: Arc::clone(&self.active.files),
+            mark: Arc::clone(&self.synced),
+            through: self.active.meta.end(),
+        })
+    }
+
+    fn roll(&mut self) -> Result<(), RedexError> {
+        self.flush_for_sync()?.sync()?;
+        let first = self.active.meta.end();
+        let files = SegmentFiles::open(&self.dir, first, true)?;
+        sync_dir(&self.dir)?;
+        let old = std::mem::replace(
+            &mut self.active,
+            ActiveSegment {
+                meta: SegmentMeta {
+                    first_seq: first,
+                    count: 0,
+                },
+                files: Arc::new(files),
+                written: 0,
+                written_dat: 0,
+                data_len: 0,
+            },
+        );
+        tracing::debug!(channel = %self.channel, first_seq = first, "RedEX started a new segment");
+        self.sealed.push_back(old.meta);
+        Ok(())
+    }
+
+    fn files_for(&mut self, seq: u64) -> Result<(SegmentMeta, Arc<SegmentFiles>), RedexError> {
+        if seq >= self.active.meta.first_seq {
+            let mut meta = self.active.meta;
+            meta.count = self.active.written;
+            return Ok((meta, Arc::clone(&self.active.files)));
+        }
+        let i = self.sealed.partition_point(|m| m.end() <= seq);
+        let meta = *self.sealed.get(i).ok_or_else(|| RedexError::Corrupt {
+            file: self.dir.clone(),
+            seq,
+            reason: "no segment holds this sequence number".into(),
+        })?;
+        if let Some((first, files)) = &self.cold
+            && *first == meta.first_seq
+        {
+            return Ok((meta, Arc::clone(files)));
+        }
+        let files = Arc::new(SegmentFiles::open(&self.dir, meta.first_seq, false)?);
+        self.cold = Some((meta.first_seq, Arc::clone(&files)));
+        Ok((meta, files))
+    }
+
+    /// Reads, verifies and appends to `out` the events `[from, to)` (which must be handed to
+    /// the OS already), stopping early after `max_bytes` of payload (at least one event).
+    pub fn read(
+        &mut self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+        out: &mut Vec<RedexEvent>,
+    ) -> Result<(), RedexError> {
+        let mut seq = from;
+        let mut budget = max_bytes;
+        while seq < to {
+            let (meta, files) = self.files_for(seq)?;
+            let n = (to.min(meta.end()) - seq).min(READ_CHUNK_EVENTS);
+            let found = read_records(&files, &meta, seq, n)?;
+            // Take records while within budget, then read their heap bytes in one call.
+            let mut take = 0;
+            let mut span: Option<(u64, u64)> = None;
+            for f in &found {
+                let len = f.rec.payload_len() as usize;
+                if take > 0 && len > budget {
+                    break;
+                }
+                budget = budget.saturating_sub(len);
+                if let Some((off, len)) = f.rec.heap() {
+                    span = Some(match span {
+                        None => (off, off + len),
+                        Some((s, _)) => (s, off + len),
+                    });
+                }
+                take += 1;
+            }
+            let heap = match span {
+                Some((start, end)) => {
+                    let mut buf = vec![0u8; (end - start) as usize];
+                    read_exact_at(&files, "dat", &mut buf, start, seq)?;
+                    Bytes::from(buf)
+                }
+                None => Bytes::new(),
+            };
+            let base = span.map_or(0, |(s, _)| s);
+            let stop_early = take < found.len();
+            for f in found.into_iter().take(take) {
+                let payload = match f.rec.heap() {
+                    Some((off, len)) => {
+                        let start = (off - base) as usize;
+                        heap.slice(start..start + len as usize)
+                    }
+                    None => Bytes::copy_from_slice(f.rec.inline().unwrap_or_default()),
+                };
+                if !f.rec.verify(f.ts, &payload) {
+                    return Err(RedexError::Corrupt {
+                        file: files.path("idx"),
+                        seq: f.rec.seq,
+                        reason: "checksum mismatch".into(),
+                    });
+                }
+                out.push(RedexEvent {
+                    seq: f.rec.seq,
+                    timestamp_ns: f.ts,
+                    payload,
+                });
+            }
+            seq += take as u64;
+            if stop_early || budget == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `visit(seq, timestamp_ns, payload_len)` for events from `from` (handed to the
+    /// OS already) until it returns `false` or `to` is reached; returns the first seq not
+    /// accepted. Reads index and timestamps only.
+    pub fn scan(
+        &mut self,
+        from: u64,
+        to: u64,
+        mut visit: impl FnMut(u64, u64, u64) -> bool,
+    ) -> Result<u64, RedexError> {
+        let mut seq = from;
+        while seq < to {
+            let (meta, files) = self.files_for(seq)?;
+            let n = (to.min(meta.end()) - seq).min(READ_CHUNK_EVENTS);
+            for f in read_records(&files, &meta, seq, n)? {
+                if !visit(f.rec.seq, f.ts, f.rec.payload_len()) {
+                    return Ok(f.rec.seq);
+                }
+            }
+            seq += n;
+        }
+        Ok(seq)
+    }
+
+    /// Moves the logical head to `head`, deleting whole segments that fall before it and
+    /// recording it in the head file. Returns the bytes of disk space given back.
+    pub fn evict_to(&mut self, head: u64, next_seq: u64) -> Result<u64, RedexError> {
+        let mut freed = 0;
+        if head >= next_seq && self.active.meta.count > 0 {
+            // Everything is gone: start an empty segment so the old one can be deleted.
+            self.roll()?;
+        }
+        while let Some(meta) = self.sealed.front().copied() {
+            if meta.end() > head {
+                break;
+            }
+            self.sealed.pop_front();
+            if self.cold.as_ref().is_some_and(|(f, _)| *f == meta.first_seq) {
+                self.cold = None;
+            }
+            let stem = self.dir.join(segment_stem(meta.first_seq));
+            for ext in ["idx", "dat", "ts"] {
+                let path = stem.with_extension(ext);
+                freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(RedexError::io("remove", path, e)),
+                }
+            }
+        }
+        write_head_file(&self.dir, head)?;
+        Ok(freed)
+    }
+
+    /// Bytes the channel's files take on disk (staged bytes not included).
+    pub fn disk_bytes(&self) -> u64 {
+        fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(parse_segment_name)
+                    .is_some()
+            })
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Handle for an fsync done outside the file lock.
+#[derive(Debug)]
+pub(crate) struct SyncHandle {
+    files: Arc<SegmentFiles>,
+    mark: Arc<SyncedMark>,
+    through: u64,
+}
+
+impl SyncHandle {
+    /// Fsyncs the active segment, then records that every event below `through` is durable.
+    pub fn sync(&self) -> Result<(), RedexError> {
+        self.files.sync()?;
+        self.mark.write(self.through)
+    }
+}
+
+/// The `.synced` file: a sequence number `S` and a CRC-32C of it. Every event below `S` was
+/// fsynced, so recovery treats damage below `S` as corruption (an error), and damage at or
+/// above it as a torn tail (cut). The mark is written after the fsync it records and is not
+/// itself fsynced: a crash can only leave it lower than the truth, never higher.
+#[derive(Debug)]
+struct SyncedMark {
+    file: File,
+    path: PathBuf,
+}
+
+impl SyncedMark {
+    fn open(dir: &Path) -> Result<SyncedMark, RedexError> {
+        let path = dir.join(SYNCED_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| RedexError::io("open", &path, e))?;
+        Ok(SyncedMark { file, path })
+    }
+
+    fn read(&self) -> u64 {
+        let mut raw = [0u8; 12];
+        match self.file.read_exact_at(&mut raw, 0) {
+            Ok(()) => decode_mark(&raw).unwrap_or_else(|| {
+                tracing::warn!(path = %self.path.display(), "the RedEX sync mark is damaged; treating every event as unsynced");
+                0
+            }),
+            Err(_) => 0,
+        }
+    }
+
+    fn write(&self, through: u64) -> Result<(), RedexError> {
+        self.file
+            .write_all_at(&encode_mark(through), 0)
+            .map_err(|e| RedexError::io("write", &self.path, e))
+    }
+}
+
+fn encode_mark(seq: u64) -> [u8; 12] {
+    let mut raw = [0u8; 12];
+    raw[..8].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc32c::crc32c(&raw[..8]);
+    raw[8..].copy_from_slice(&crc.to_le_bytes());
+    raw
+}
+
+fn decode_mark(raw: &[u8]) -> Option<u64> {
+    let raw: &[u8; 12] = raw.try_into().ok()?;
+    let seq = u64::from_le_bytes(raw[..8].try_into().ok()?);
+    (crc32c::crc32c(&raw[..8]) == u32::from_le_bytes(raw[8..].try_into().ok()?)).then_some(seq)
+}
+
+fn read_exact_at(
+    files: &SegmentFiles,
+    ext: &str,
+    buf: &mut [u8],
+    at: u64,
+    seq: u64,
+) -> Result<(), RedexError> {
+    let file = match ext {
+        "idx" => &files.idx,
+        "ts" => &files.ts,
+        _ => &files.dat,
+    };
+    file.read_exact_at(buf, at).map_err(|e| {
+        if e.kind() == ErrorKind::UnexpectedEof {
+            RedexError::Corrupt {
+                file: files.path(ext),
+                seq,
+                reason: "the file is shorter than its index says".into(),
+            }
+        } else {
+            RedexError::io("read", files.path(ext), e)
+        }
+    })
+}
+
+/// Reads and decodes `n` index records and timestamps starting at `seq`.
+fn read_records(
+    files: &SegmentFiles,
+    meta: &SegmentMeta,
+    seq: u64,
+    n: u64,
+) -> Result<Vec<Found>, RedexError> {
+    let i = seq - meta.first_seq;
+    let mut idx = vec![0u8; n as usize * INDEX_RECORD_LEN];
+    let mut ts = vec![0u8; n as usize * TS_RECORD_LEN];
+    read_exact_at(files, "idx", &mut idx, i * INDEX_RECORD_LEN as u64, seq)?;
+    read_exact_at(files, "ts", &mut ts, i * TS_RECORD_LEN as u64, seq)?;
+    let mut out = Vec::with_capacity(n as usize);
+    for (k, (raw, ts)) in idx
+        .chunks_exact(INDEX_RECORD_LEN)
+        .zip(ts.chunks_exact(TS_RECORD_LEN))
+        .enumerate()
+    {
+        let expect = seq + k as u64;
+        let rec = decode_at(files, raw, expect)?;
+        out.push(Found {
+            rec,
+            ts: decode_ts(ts),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_at(files: &SegmentFiles, raw: &[u8], expect: u64) -> Result<IndexRecord, RedexError> {
+    let raw: &[u8; INDEX_RECORD_LEN] = raw.try_into().expect("record-sized chunk");
+    let rec = IndexRecord::decode(raw).map_err(|e| RedexError::Corrupt {
+        file: files.path("idx"),
+        seq: expect,
+        reason: e.to_string(),
+    })?;
+    if rec.seq != expect {
+        return Err(RedexError::Corrupt {
+            file: files.path("idx"),
+            seq: expect,
+            reason: format!("record carries seq {}", rec.seq),
+        });
+    }
+    Ok(rec)
+}
+
+fn file_len(file: &File, path: impl FnOnce() -> PathBuf) -> Result<u64, RedexError> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| RedexError::io("stat", path(), e))
+}
+
+/// Structural checks of a sealed segment (checksums are verified when records are read).
+/// Returns its meta and the payload bytes of its events at or after `head`.
+fn scan_sealed(
+    files: &SegmentFiles,
+    first: u64,
+    head: u64,
+) -> Result<(SegmentMeta, u64), RedexError> {
+    let idx_len = file_len(&files.idx, || files.path("idx"))?;
+    let ts_len = file_len(&files.ts, || files.path("ts"))?;
+    let dat_len = file_len(&files.dat, || files.path("dat"))?;
+    let count = idx_len / INDEX_RECORD_LEN as u64;
+    let corrupt = |file: PathBuf, seq: u64, reason: String| RedexError::Corrupt { file, seq, reason };
+    if idx_len % INDEX_RECORD_LEN as u64 != 0 {
+        return Err(corrupt(
+            files.path("idx"),
+            first + count,
+            format!("a sealed segment's index ends with a partial record ({idx_len} bytes)"),
+        ));
+    }
+    if ts_len != count * TS_RECORD_LEN as u64 {
+        return Err(corrupt(
+            files.path("ts"),
+            first + (ts_len / TS_RECORD_LEN as u64).min(count),
+            format!("{ts_len} timestamp bytes for {count} events"),
+        ));
+    }
+    let meta = SegmentMeta {
+        first_seq: first,
+        count,
+    };
+    let found = read_records(files, &meta, first, count)?;
+    let mut offset = 0u64;
+    let mut retained = 0u64;
+    for f in &found {
+        if let Some((off, len)) = f.rec.heap() {
+            if off != offset {
+                return Err(corrupt(
+                    files.path("idx"),
+                    f.rec.seq,
+                    format!("payload offset {off}, expected {offset}"),
+                ));
+            }
+            offset += len;
+        }
+        if f.rec.seq >= head {
+            retained += f.rec.payload_len();
+        }
+    }
+    if offset > dat_len {
+        return Err(corrupt(
+            files.path("dat"),
+            first + count.saturating_sub(1),
+            format!("the index needs {offset} data bytes but the file has {dat_len}"),
+        ));
+    }
+    Ok((meta, retained))
+}
+
+/// Full verification of the last segment; truncates a torn tail, errors on corruption
+/// before it.
+fn recover_active(
+    files: SegmentFiles,
+    first: u64,
+    head: u64,
+    synced_through: u64,
+    report: &mut RecoveryReport,
+    retained_bytes: &mut u64,
+) -> Result<ActiveSegment, RedexError> {
+    let read = |file: &File, ext: &str| -> Result<Vec<u8>, RedexError> {
+        let len = file_len(file, || files.path(ext))?;
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, 0)
+            .map_err(|e| RedexError::io("read", files.path(ext), e))?;
+        Ok(buf)
+    };
+    let idx = read(&files.idx, "idx")?;
+    let ts = read(&files.ts, "ts")?;
+    let dat = read(&files.dat, "dat")?;
+    let whole = idx.len() / INDEX_RECORD_LEN;
+
+    // Checks record `i` on its own: decodes, has the right seq, has a timestamp, its data is
+    // present and its checksum verifies.
+    let check = |i: usize| -> Result<(IndexRecord, u64), String> {
+        let raw: &[u8; INDEX_RECORD_LEN] = idx[i * INDEX_RECORD_LEN..(i + 1) * INDEX_RECORD_LEN]
+            .try_into()
+            .expect("record-sized");
+        let rec = IndexRecord::decode(raw).map_err(|e| e.to_string())?;
+        if rec.seq != first + i as u64 {
+            return Err(format!("record carries seq {}", rec.seq));
+        }
+        let t = ts
+            .get(i * TS_RECORD_LEN..(i + 1) * TS_RECORD_LEN)
+            .ok_or("its timestamp is missing")?;
+        let t = decode_ts(t);
+        let heap: &[u8] = match rec.heap() {
+            Some((off, len)) => dat
+                .get(off as usize..(off + len) as usize)
+                .ok_or("its payload is missing from the data file")?,
+            None => &[],
+        };
+        if !rec.verify(t, heap) {
+            return Err("checksum mismatch".into());
+        }
+        Ok((rec, t))
+    };
+
+    let mut valid = 0usize;
+    let mut data_end = 0u64;
+    let mut failure: Option<String> = None;
+    for i in 0..whole {
+        match check(i) {
+            Ok((rec, _)) => {
+                if let Some((off, len)) = rec.heap() {
+                    if off != data_end {
+                        failure = Some(format!("payload offset {off}, expected {data_end}"));
+                        break;
+                    }
+                    data_end += len;
+                }
+                if rec.seq >= head {
+                    *retained_bytes += rec.payload_len();
+                }
+                valid += 1;
+            }
+            Err(reason) => {
+                failure = Some(reason);
+                break;
+            }
+        }
+    }
+    // Events below the sync mark were fsynced: if one of them is bad or missing, that is
+    // damage to stored data, not a torn write, and dropping it would lose acknowledged
+    // events. Everything after the mark may legitimately be torn and is cut.
+    let first_bad = first + valid as u64;
+    if first_bad < synced_through {
+        let reason = failure.unwrap_or_else(|| {
+            format!("the index ends at seq {first_bad} but events up to {synced_through} were fsynced")
+        });
+        return Err(RedexError::Corrupt {
+            file: files.path("idx"),
+            seq: first_bad,
+            reason,
+        });
+    }
+
+    let keep_idx = (valid * INDEX_RECORD_LEN) as u64;
+    let keep_ts = (valid * TS_RECORD_LEN) as u64;
+    let cut = (idx.len() as u64 - keep_idx)
+        + (ts.len() as u64).saturating_sub(keep_ts)
+        + (dat.len() as u64).saturating_sub(data_end);
+    if cut > 0 {
+        report.truncated_records += (whole - valid) as u64;
+        report.truncated_bytes += cut;
+        for (file, ext, len) in [
+            (&files.idx, "idx", keep_idx),
+            (&files.ts, "ts", keep_ts),
+            (&files.dat, "dat", data_end),
+        ] {
+            file.set_len(len)
+                .map_err(|e| RedexError::io("truncate", files.path(ext), e))?;
+            file.sync_all()
+                .map_err(|e| RedexError::io("fsync", files.path(ext), e))?;
+        }
+    }
+    Ok(ActiveSegment {
+        meta: SegmentMeta {
+            first_seq: first,
+            count: valid as u64,
+        },
+        files: Arc::new(files),
+        written: valid as u64,
+        written_dat: data_end,
+        data_len: data_end,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RedexError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| RedexError::io("fsync directory", dir, e))
+}
+
+fn read_head_file(dir: &Path) -> Option<u64> {
+    let path = dir.join(HEAD_FILE);
+    let raw = match fs::read(&path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the RedEX head file; keeping every segment's events");
+            return None;
+        }
+    };
+    let head = decode_mark(&raw);
+    if head.is_none() {
+        tracing::warn!(path = %path.display(), "the RedEX head file is damaged; keeping every segment's events (the next retention sweep evicts again)");
+    }
+    head
+}
+
+fn write_head_file(dir: &Path, head: u64) -> Result<(), RedexError> {
+    let tmp = dir.join(HEAD_TMP_FILE);
+    fs::write(&tmp, encode_mark(head)).map_err(|e| RedexError::io("write", &tmp, e))?;
+    let path = dir.join(HEAD_FILE);
+    fs::rename(&tmp, &path).map_err(|e| RedexError::io("rename", &path, e))
+}

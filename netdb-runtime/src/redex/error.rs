@@ -1,0 +1,154 @@
+//! RedEX errors.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::{ChannelName, ChannelNameError, RedexFileConfig};
+
+/// Everything a RedEX operation can fail with.
+///
+/// Each variant says what happened and, where there is one, what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedexError {
+    /// A channel name failed validation.
+    #[error(transparent)]
+    InvalidChannelName(#[from] ChannelNameError),
+
+    /// `open_file` was called for a channel that is already open with another configuration.
+    #[error(
+        "channel `{channel}` is already open with a different configuration \
+         (open: {existing:?}, requested: {requested:?}); use the same configuration, \
+         or close the open file first"
+    )]
+    ConfigMismatch {
+        /// The channel.
+        channel: ChannelName,
+        /// The configuration the file is open with.
+        existing: Box<RedexFileConfig>,
+        /// The configuration that was asked for.
+        requested: Box<RedexFileConfig>,
+    },
+
+    /// A configuration value is out of range.
+    #[error("invalid configuration for channel `{channel}`: {reason}")]
+    InvalidConfig {
+        /// The channel.
+        channel: ChannelName,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// A persistent file was asked of a manager that has no directory.
+    #[error(
+        "channel `{channel}` asks for a persistent file but this Redex is in memory only; \
+         build it with Redex::with_persistent_dir(path)"
+    )]
+    NotPersistent {
+        /// The channel.
+        channel: ChannelName,
+    },
+
+    /// `FsyncPolicy::Interval` needs a tokio runtime to run its fsync task.
+    #[error(
+        "channel `{channel}` uses an interval fsync policy, which needs a tokio runtime; \
+         open the file from within a tokio runtime"
+    )]
+    NoRuntime {
+        /// The channel.
+        channel: ChannelName,
+    },
+
+    /// Another `Redex` (in this or another process) holds the directory.
+    #[error(
+        "the RedEX directory {} is locked by another Redex (this process or another); \
+         a directory has a single writer: close the other one or use another directory",
+        dir.display()
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+
+    /// The file was closed.
+    #[error("channel `{channel}` is closed; open it again with Redex::open_file")]
+    Closed {
+        /// The channel.
+        channel: ChannelName,
+    },
+
+    /// A payload is larger than a record can describe.
+    #[error("payload of {len} bytes is larger than the {max}-byte limit of a RedEX event")]
+    PayloadTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit, [`MAX_PAYLOAD_LEN`](super::MAX_PAYLOAD_LEN).
+        max: usize,
+    },
+
+    /// Events before the requested sequence number were removed by retention.
+    #[error(
+        "channel `{channel}`: event {requested} was removed by retention; the oldest \
+         retained event is {first_available}"
+    )]
+    Evicted {
+        /// The channel.
+        channel: ChannelName,
+        /// The sequence number asked for.
+        requested: u64,
+        /// The first sequence number still in the log.
+        first_available: u64,
+    },
+
+    /// Stored data failed verification somewhere other than a torn tail.
+    #[error(
+        "corrupt RedEX data in {} at seq {seq}: {reason}; the file cannot be read past this \
+         point. Restore the channel directory from a backup, or (losing its events) delete \
+         it and reopen",
+        file.display()
+    )]
+    Corrupt {
+        /// The file that failed.
+        file: PathBuf,
+        /// The sequence number of the first bad record.
+        seq: u64,
+        /// What failed.
+        reason: String,
+    },
+
+    /// An I/O call failed.
+    #[error("{op} {} failed: {source}", path.display())]
+    Io {
+        /// What was being done (`"write"`, `"fsync"`, `"open"`, ...).
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// `append_postcard` could not encode its value.
+    #[error("could not encode the event with postcard: {0}")]
+    Encode(#[source] postcard::Error),
+
+    /// An event payload did not decode as the requested type.
+    #[error("event {seq} did not decode with postcard: {source}")]
+    Decode {
+        /// The event's sequence number.
+        seq: u64,
+        /// The postcard error.
+        #[source]
+        source: postcard::Error,
+    },
+}
+
+impl RedexError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        RedexError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

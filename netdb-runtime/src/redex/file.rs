@@ -1,0 +1,735 @@
+//! `RedexFile`: one channel's log — the hot window in memory, the disk log beneath it, and
+//! the append, read, retention, sync and close paths.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::clock;
+use super::disk::{DirLock, DiskLog, SyncHandle};
+use super::tail::RedexTail;
+use super::{ChannelName, FsyncPolicy, RedexError, RedexFileConfig};
+
+/// The largest payload a RedEX event can carry: 1 GiB.
+pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
+
+/// Payload bytes are copied into arena chunks of this size, so an append costs no allocation.
+const ARENA_CHUNK: usize = 64 << 10;
+/// Per-event bookkeeping counted against `max_memory_bytes`.
+const HOT_ENTRY_OVERHEAD: usize = std::mem::size_of::<HotEntry>();
+
+/// One event of a RedEX log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedexEvent {
+    /// Its sequence number: 0 for the first event of a channel, then +1 per event.
+    pub seq: u64,
+    /// When it was appended, in nanoseconds since the Unix epoch (from a coarse clock:
+    /// millisecond-scale resolution). Stored on disk, so it survives reopen.
+    pub timestamp_ns: u64,
+    /// The bytes that were appended.
+    pub payload: Bytes,
+}
+
+impl RedexEvent {
+    /// Decodes the payload as a postcard-encoded `T` (the counterpart of
+    /// [`RedexFile::append_postcard`]).
+    pub fn decode_postcard<T: DeserializeOwned>(&self) -> Result<T, RedexError> {
+        postcard::from_bytes(&self.payload).map_err(|source| RedexError::Decode {
+            seq: self.seq,
+            source,
+        })
+    }
+}
+
+/// What reopening a persistent file found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Segments found on disk.
+    pub segments: usize,
+    /// The oldest retained sequence number.
+    pub first_seq: u64,
+    /// The sequence number the next append gets.
+    pub next_seq: u64,
+    /// Whole index records dropped from a torn tail (their data or checksum was incomplete).
+    pub truncated_records: u64,
+    /// Bytes cut from the ends of the index, timestamp and data files.
+    pub truncated_bytes: u64,
+}
+
+/// Counters of a file's disk activity since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileStats {
+    /// Write system calls made (staged appends are written in batches, one call per file).
+    pub write_calls: u64,
+    /// Fsyncs completed (each covers the data, timestamp and index files).
+    pub fsyncs: u64,
+}
+
+/// What a retention sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionReport {
+    /// Events removed.
+    pub evicted_events: u64,
+    /// Payload bytes removed.
+    pub evicted_bytes: u64,
+    /// Disk space given back (whole segments deleted).
+    pub disk_bytes_freed: u64,
+    /// The oldest retained sequence number after the sweep.
+    pub first_seq: u64,
+}
+
+#[derive(Debug)]
+struct HotEntry {
+    timestamp_ns: u64,
+    payload: Bytes,
+}
+
+pub(crate) struct FileState {
+    /// Seq of the next append.
+    pub next_seq: u64,
+    /// Oldest retained seq.
+    pub head_seq: u64,
+    /// Events `[hot_start, next_seq)` in memory.
+    hot: VecDeque<HotEntry>,
+    hot_start: u64,
+    hot_bytes: usize,
+    arena: BytesMut,
+    /// Payload bytes of events `[head_seq, next_seq)`.
+    retained_bytes: u64,
+    disk: Option<DiskLog>,
+    pub closed: bool,
+    /// Tails waiting for the next append, and the epoch that identifies this list.
+    wakers: Vec<Waker>,
+    pub wake_epoch: u64,
+    unsynced_events: u64,
+    unsynced_bytes: u64,
+    recovery: Option<super::RecoveryReport>,
+}
+
+impl FileState {
+    fn push_hot(&mut self, timestamp_ns: u64, payload: &[u8]) {
+        if self.arena.capacity() < payload.len() {
+            self.arena = BytesMut::with_capacity(ARENA_CHUNK.max(payload.len()));
+        }
+        self.arena.extend_from_slice(payload);
+        let payload = self.arena.split().freeze();
+        self.hot_bytes += payload.len() + HOT_ENTRY_OVERHEAD;
+        self.hot.push_back(HotEntry {
+            timestamp_ns,
+            payload,
+        });
+    }
+
+    fn pop_hot(&mut self) {
+        if let Some(e) = self.hot.pop_front() {
+            self.hot_bytes -= e.payload.len() + HOT_ENTRY_OVERHEAD;
+            self.hot_start += 1;
+        }
+    }
+
+    /// Drops hot events that are on disk already until the window fits its bound.
+    fn trim_hot(&mut self, max_bytes: usize) {
+        if let Some(disk) = &self.disk {
+            let flushed = disk.flushed_seq();
+            while self.hot_bytes > max_bytes && self.hot_start < flushed {
+                self.pop_hot();
+            }
+        }
+    }
+
+    /// Appends events `[from, to)` to `out`, from disk below the hot window and from memory
+    /// above it, stopping after about `max_bytes` of payload (at least one event).
+    pub fn read_into(
+        &mut self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+        out: &mut Vec<RedexEvent>,
+    ) -> Result<(), RedexError> {
+        let to = to.min(self.next_seq);
+        let mut seq = from;
+        if seq < self.hot_start {
+            let cold_to = to.min(self.hot_start);
+            let disk = self.disk.as_mut().expect("only persistent files have cold events");
+            let before = out.len();
+            disk.read(seq, cold_to, max_bytes, out)?;
+            seq += (out.len() - before) as u64;
+            if seq < cold_to {
+                return Ok(());
+            }
+        }
+        let mut budget = max_bytes;
+        while seq < to {
+            let e = &self.hot[(seq - self.hot_start) as usize];
+            if budget < e.payload.len() && seq > from {
+                break;
+            }
+            budget = budget.saturating_sub(e.payload.len());
+            out.push(RedexEvent {
+                seq,
+                timestamp_ns: e.timestamp_ns,
+                payload: e.payload.clone(),
+            });
+            seq += 1;
+        }
+        Ok(())
+    }
+
+    /// Registers a tail's waker for the next append. `slot` remembers where it was put so a
+    /// re-registration in the same epoch replaces it instead of growing the list.
+    pub fn register_waker(&mut self, waker: &Waker, slot: &mut Option<(u64, usize)>) {
+        match *slot {
+            Some((epoch, i)) if epoch == self.wake_epoch => {
+                if !self.wakers[i].will_wake(waker) {
+                    self.wakers[i] = waker.clone();
+                }
+            }
+            _ => {
+                *slot = Some((self.wake_epoch, self.wakers.len()));
+                self.wakers.push(waker.clone());
+            }
+        }
+    }
+
+    fn take_wakers(&mut self) -> Vec<Waker> {
+        if self.wakers.is_empty() {
+            return Vec::new();
+        }
+        self.wake_epoch += 1;
+        std::mem::take(&mut self.wakers)
+    }
+
+    fn evicted(&self, channel: &ChannelName, requested: u64) -> RedexError {
+        RedexError::Evicted {
+            channel: channel.clone(),
+            requested,
+            first_available: self.head_seq,
+        }
+    }
+}
+
+pub(crate) struct FileInner {
+    pub channel: ChannelName,
+    pub config: RedexFileConfig,
+    state: Mutex<FileState>,
+    fsyncs: std::sync::atomic::AtomicU64,
+    stop_task: Arc<tokio::sync::Notify>,
+    registry: Weak<super::Shared>,
+}
+
+impl FileInner {
+    pub fn lock(&self) -> MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sync_if_dirty(&self) {
+        let handle = {
+            let mut st = self.lock();
+            if st.closed || st.unsynced_events == 0 {
+                return;
+            }
+            let Some(disk) = st.disk.as_mut() else { return };
+            match disk.flush_for_sync() {
+                Ok(h) => {
+                    st.unsynced_events = 0;
+                    st.unsynced_bytes = 0;
+                    h
+                }
+                Err(e) => {
+                    tracing::error!(channel = %self.channel, error = %e, "RedEX interval fsync could not write; will retry");
+                    return;
+                }
+            }
+        };
+        if let Err(e) = self.fsync(&handle) {
+            tracing::error!(channel = %self.channel, error = %e, "RedEX interval fsync failed");
+        }
+    }
+
+    fn fsync(&self, handle: &SyncHandle) -> Result<(), RedexError> {
+        handle.sync()?;
+        self.fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for FileInner {
+    fn drop(&mut self) {
+        self.stop_task.notify_one();
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(disk) = st.disk.as_mut()
+            && let Err(e) = disk.flush()
+        {
+            tracing::error!(channel = %self.channel, error = %e, "RedEX could not write buffered events when the file was dropped");
+        }
+    }
+}
+
+/// A handle to one channel's append-only log. Cheap to clone; all clones share the log.
+///
+/// Get one from [`Redex::open_file`](super::Redex::open_file).
+///
+/// # Ordering
+///
+/// Sequence numbers start at 0 and grow by one per event, with no gaps. Appends from any
+/// number of threads are serialised; an append's returned seq is its position.
+///
+/// # Closing
+///
+/// [`close`](Self::close) fsyncs and ends every tail once it has delivered the events that
+/// were appended before the close. Appends after a close fail with
+/// [`RedexError::Closed`]. Dropping the last handle writes staged events to the OS but does
+/// not fsync.
+#[derive(Clone)]
+pub struct RedexFile {
+    pub(crate) inner: Arc<FileInner>,
+}
+
+impl std::fmt::Debug for RedexFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.lock();
+        f.debug_struct("RedexFile")
+            .field("channel", &self.inner.channel)
+            .field("first_seq", &st.head_seq)
+            .field("next_seq", &st.next_seq)
+            .field("persistent", &st.disk.is_some())
+            .field("closed", &st.closed)
+            .finish()
+    }
+}
+
+fn sync_due(policy: FsyncPolicy, events: u64, bytes: u64) -> bool {
+    match policy {
+        FsyncPolicy::Never | FsyncPolicy::Interval(_) => false,
+        FsyncPolicy::EveryN(n) => events >= n.max(1),
+        FsyncPolicy::IntervalOrBytes { max_bytes, .. } => bytes >= max_bytes,
+    }
+}
+
+impl RedexFile {
+    pub(crate) fn open(
+        channel: ChannelName,
+        config: RedexFileConfig,
+        disk_dir: Option<(PathBuf, Arc<DirLock>)>,
+        registry: Weak<super::Shared>,
+    ) -> Result<RedexFile, RedexError> {
+        let runtime = match config.fsync_policy().period() {
+            Some(_) if disk_dir.is_some() => Some(
+                tokio::runtime::Handle::try_current().map_err(|_| RedexError::NoRuntime {
+                    channel: channel.clone(),
+                })?,
+            ),
+            _ => None,
+        };
+        let (disk, head_seq, next_seq, retained_bytes, recovery) = match disk_dir {
+            Some((dir, lock)) => {
+                let (disk, rec) =
+                    DiskLog::open(dir, channel.clone(), lock, config.segment_max_bytes())?;
+                (
+                    Some(disk),
+                    rec.head_seq,
+                    rec.next_seq,
+                    rec.retained_bytes,
+                    Some(rec.report),
+                )
+            }
+            None => (None, 0, 0, 0, None),
+        };
+        let state = FileState {
+            next_seq,
+            head_seq,
+            hot: VecDeque::new(),
+            hot_start: next_seq,
+            hot_bytes: 0,
+            arena: BytesMut::new(),
+            retained_bytes,
+            disk,
+            closed: false,
+            wakers: Vec::new(),
+            wake_epoch: 0,
+            unsynced_events: 0,
+            unsynced_bytes: 0,
+            recovery,
+        };
+        let stop_task = Arc::new(tokio::sync::Notify::new());
+        let inner = Arc::new(FileInner {
+            channel,
+            config,
+            state: Mutex::new(state),
+            fsyncs: std::sync::atomic::AtomicU64::new(0),
+            stop_task: Arc::clone(&stop_task),
+            registry,
+        });
+        if let (Some(rt), Some(period)) = (runtime, inner.config.fsync_policy().period()) {
+            let weak = Arc::downgrade(&inner);
+            rt.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(period) => {}
+                        () = stop_task.notified() => break,
+                    }
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.lock().closed {
+                        break;
+                    }
+                    let _ = tokio::task::spawn_blocking(move || inner.sync_if_dirty()).await;
+                }
+            });
+        }
+        Ok(RedexFile { inner })
+    }
+
+    /// The channel this file belongs to.
+    pub fn channel(&self) -> &ChannelName {
+        &self.inner.channel
+    }
+
+    /// The configuration the file was opened with.
+    pub fn config(&self) -> &RedexFileConfig {
+        &self.inner.config
+    }
+
+    /// Appends one event and returns its sequence number.
+    ///
+    /// With a persistent file the event is staged for the disk; whether it is fsynced
+    /// before this returns depends on the [`FsyncPolicy`]. If writing fails (disk full, I/O
+    /// error) the error is returned and the event is *not* in the log; earlier events are
+    /// unaffected and the next append or `sync()` retries their write. If the write succeeds
+    /// but the policy's fsync fails, the event is in the log, its durability is unknown, and
+    /// the error (`op: "fsync"`) says so.
+    ///
+    /// ```
+    /// use netdb_runtime::redex::{Redex, RedexFileConfig};
+    ///
+    /// let redex = Redex::new();
+    /// let file = redex.open_file(&"demo".parse()?, RedexFileConfig::default())?;
+    /// assert_eq!(file.append(b"first")?, 0);
+    /// assert_eq!(file.append(b"second")?, 1);
+    /// assert_eq!(file.read_range(0, 2)?[1].payload, &b"second"[..]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append(&self, payload: &[u8]) -> Result<u64, RedexError> {
+        self.append_many(std::slice::from_ref(&payload))
+            .map(|range| range.start)
+    }
+
+    /// Appends several events at once: all of them get contiguous sequence numbers, or, on
+    /// error, none is appended. Returns their sequence numbers.
+    pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>, RedexError> {
+        self.append_many(payloads)
+    }
+
+    /// Encodes `value` with postcard and appends it.
+    pub fn append_postcard<T: Serialize + ?Sized>(&self, value: &T) -> Result<u64, RedexError> {
+        let bytes = postcard::to_allocvec(value).map_err(RedexError::Encode)?;
+        self.append(&bytes)
+    }
+
+    fn append_many<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>, RedexError> {
+        let mut total = 0usize;
+        let mut heap = 0u64;
+        for p in payloads {
+            let len = p.as_ref().len();
+            total = total.saturating_add(len);
+            if len > super::format::INLINE_MAX {
+                heap += len as u64;
+            }
+        }
+        if total > MAX_PAYLOAD_LEN {
+            return Err(RedexError::PayloadTooLarge {
+                len: total,
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
+        let n = payloads.len() as u64;
+        let cfg = &self.inner.config;
+        let mut guard = self.inner.lock();
+        let st = &mut *guard;
+        if st.closed {
+            return Err(RedexError::Closed {
+                channel: self.inner.channel.clone(),
+            });
+        }
+        let first = st.next_seq;
+        if n == 0 {
+            return Ok(first..first);
+        }
+        let ts = clock::now_ns();
+        let mut sync = None;
+        if let Some(disk) = st.disk.as_mut() {
+            disk.prepare(n, heap)?;
+            let mark = disk.mark();
+            for (i, p) in payloads.iter().enumerate() {
+                disk.stage(first + i as u64, ts, p.as_ref());
+            }
+            let due = sync_due(
+                cfg.fsync_policy(),
+                st.unsynced_events + n,
+                st.unsynced_bytes + total as u64,
+            );
+            let written = if due {
+                disk.flush_for_sync().map(Some)
+            } else if disk.wants_flush() {
+                disk.flush().map(|()| None)
+            } else {
+                Ok(None)
+            };
+            match written {
+                Ok(handle) => sync = handle,
+                Err(e) => {
+                    disk.rollback(mark);
+                    return Err(e);
+                }
+            }
+        }
+        for p in payloads {
+            st.push_hot(ts, p.as_ref());
+        }
+        st.next_seq += n;
+        st.retained_bytes += total as u64;
+        if let Some(handle) = sync {
+            // The events are with the OS; an fsync failure leaves their durability unknown,
+            // which is reported, but they stay in the log (a retry of the write is not
+            // possible once the OS has them).
+            st.unsynced_events = 0;
+            st.unsynced_bytes = 0;
+            self.inner.fsync(&handle)?;
+        } else if st.disk.is_some() {
+            st.unsynced_events += n;
+            st.unsynced_bytes += total as u64;
+        }
+        st.trim_hot(cfg.max_memory_bytes());
+        let wakers = st.take_wakers();
+        drop(guard);
+        for w in wakers {
+            w.wake();
+        }
+        Ok(first..first + n)
+    }
+
+    /// The events with sequence numbers in `[start, end)` (clamped to what exists), from
+    /// memory or disk. Fails with [`RedexError::Evicted`] if `start` was removed by
+    /// retention, and with [`RedexError::Corrupt`] if a stored record fails its checksum.
+    pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<RedexEvent>, RedexError> {
+        let mut st = self.inner.lock();
+        if start < st.head_seq {
+            return Err(st.evicted(&self.inner.channel, start));
+        }
+        let end = end.min(st.next_seq);
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 16) as usize);
+        let mut seq = start;
+        while seq < end {
+            st.read_into(seq, end, usize::MAX, &mut out)?;
+            seq = out.last().map_or(end, |e| e.seq + 1);
+        }
+        Ok(out)
+    }
+
+    /// A stream of the events from `from_seq` on: first those already in the log, then each
+    /// new one as it is appended, in strict seq order with no gap and no duplicate.
+    ///
+    /// A tail is a cursor over the log, not a queue: a tail that falls behind reads the
+    /// events it missed from memory or disk, however far behind it is, and is never dropped.
+    /// Any number of tails can run at once. The stream ends (`None`) after [`close`] once
+    /// every event appended before the close was delivered. If retention removes events the
+    /// tail has not read yet it yields one [`RedexError::Evicted`] and continues from the
+    /// oldest retained event; if a stored record is corrupt it yields
+    /// [`RedexError::Corrupt`] and ends.
+    ///
+    /// [`close`]: Self::close
+    pub fn tail(&self, from_seq: u64) -> RedexTail {
+        RedexTail::new(Arc::clone(&self.inner), from_seq)
+    }
+
+    /// The number of retained events (`next_seq() - first_seq()`).
+    pub fn len(&self) -> u64 {
+        let st = self.inner.lock();
+        st.next_seq - st.head_seq
+    }
+
+    /// Whether no event is retained.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.lock().next_seq
+    }
+
+    /// The oldest retained sequence number (0 until retention removes something).
+    pub fn first_seq(&self) -> u64 {
+        self.inner.lock().head_seq
+    }
+
+    /// Payload bytes of the retained events.
+    pub fn retained_bytes(&self) -> u64 {
+        self.inner.lock().retained_bytes
+    }
+
+    /// Bytes the hot window holds in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.inner.lock().hot_bytes
+    }
+
+    /// Bytes the file's segments take on disk (0 for an in-memory file).
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.lock().disk.as_ref().map_or(0, DiskLog::disk_bytes)
+    }
+
+    /// The directory of a persistent file.
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.inner
+            .lock()
+            .disk
+            .as_ref()
+            .map(|d| d.dir().to_path_buf())
+    }
+
+    /// What recovery found when this persistent file was opened.
+    pub fn recovery_report(&self) -> Option<RecoveryReport> {
+        self.inner.lock().recovery.clone()
+    }
+
+    /// Writes every appended event to disk and fsyncs — the explicit durability barrier.
+    /// Works on every policy; a no-op for in-memory files and after `close()`.
+    pub fn sync(&self) -> Result<(), RedexError> {
+        let handle: SyncHandle = {
+            let mut st = self.inner.lock();
+            if st.closed {
+                return Ok(());
+            }
+            let Some(disk) = st.disk.as_mut() else {
+                return Ok(());
+            };
+            let h = disk.flush_for_sync()?;
+            st.unsynced_events = 0;
+            st.unsynced_bytes = 0;
+            h
+        };
+        self.inner.fsync(&handle)
+    }
+
+    /// Counters of the file's disk activity.
+    pub fn stats(&self) -> FileStats {
+        FileStats {
+            write_calls: self.inner.lock().disk.as_ref().map_or(0, |d| d.write_calls),
+            fsyncs: self.inner.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Applies the retention bounds now; see [`sweep_retention_at`](Self::sweep_retention_at).
+    pub fn sweep_retention(&self) -> Result<RetentionReport, RedexError> {
+        self.sweep_retention_at(SystemTime::now())
+    }
+
+    /// Applies the retention bounds as of `now`: removes the oldest events while there are
+    /// more than `retention_max_events`, while the retained payload exceeds
+    /// `retention_max_bytes`, and while the oldest is older than `retention_max_age`.
+    /// Whole disk segments that fall out are deleted, giving their space back. The new
+    /// first seq is recorded on disk, so reopening does not bring evicted events back.
+    pub fn sweep_retention_at(&self, now: SystemTime) -> Result<RetentionReport, RedexError> {
+        let cfg = &self.inner.config;
+        let mut st = self.inner.lock();
+        let st = &mut *st;
+        let count_head = cfg
+            .retention_max_events()
+            .map_or(0, |max| st.next_seq.saturating_sub(max));
+        let max_bytes = cfg.retention_max_bytes().unwrap_or(u64::MAX);
+        let cutoff = cfg
+            .retention_max_age()
+            .map_or(0, |age| clock::system_time_ns(now).saturating_sub(age.as_nanos() as u64));
+        let mut remaining = st.retained_bytes;
+        let mut evict = |seq: u64, ts: u64, len: u64| {
+            let go = seq < count_head || remaining > max_bytes || ts < cutoff;
+            if go {
+                remaining -= len;
+            }
+            go
+        };
+        let mut head = st.head_seq;
+        if head < st.hot_start {
+            let disk = st.disk.as_mut().expect("cold events are on disk");
+            head = disk.scan(head, st.hot_start, &mut evict)?;
+        }
+        if head >= st.hot_start {
+            for e in st.hot.range((head - st.hot_start) as usize..) {
+                if !evict(head, e.timestamp_ns, e.payload.len() as u64) {
+                    break;
+                }
+                head += 1;
+            }
+        }
+        let mut report = RetentionReport {
+            first_seq: head,
+            ..RetentionReport::default()
+        };
+        if head == st.head_seq {
+            return Ok(report);
+        }
+        if let Some(disk) = st.disk.as_mut() {
+            report.disk_bytes_freed = disk.evict_to(head, st.next_seq)?;
+        }
+        while st.hot_start < head && !st.hot.is_empty() {
+            st.pop_hot();
+        }
+        st.hot_start = st.hot_start.max(head);
+        report.evicted_events = head - st.head_seq;
+        report.evicted_bytes = st.retained_bytes - remaining;
+        st.retained_bytes = remaining;
+        st.head_seq = head;
+        tracing::info!(
+            channel = %self.inner.channel,
+            evicted_events = report.evicted_events,
+            evicted_bytes = report.evicted_bytes,
+            disk_bytes_freed = report.disk_bytes_freed,
+            first_seq = head,
+            "RedEX retention sweep"
+        );
+        Ok(report)
+    }
+
+    /// Closes the file: fsyncs a persistent file, stops its interval task, ends its tails
+    /// (after they deliver what was appended before), and removes it from its `Redex`.
+    /// Calling it again does nothing.
+    pub fn close(&self) -> Result<(), RedexError> {
+        let (result, wakers) = {
+            let mut st = self.inner.lock();
+            if st.closed {
+                return Ok(());
+            }
+            st.closed = true;
+            let result = match st.disk.as_mut() {
+                Some(disk) => disk
+                    .flush_for_sync()
+                    .and_then(|h| self.inner.fsync(&h)),
+                None => Ok(()),
+            };
+            (result, st.take_wakers())
+        };
+        for w in wakers {
+            w.wake();
+        }
+        self.inner.stop_task.notify_one();
+        if let Some(registry) = self.inner.registry.upgrade() {
+            registry.forget(&self.inner);
+        }
+        result
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+}

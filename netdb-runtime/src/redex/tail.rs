@@ -1,0 +1,99 @@
+//! Tails: cursors that stream a file's events, backfill then live.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use super::file::FileInner;
+use super::{RedexError, RedexEvent};
+
+/// Events fetched per lock acquisition while catching up.
+const TAIL_BATCH_EVENTS: u64 = 1024;
+/// Payload bytes fetched per lock acquisition while catching up.
+const TAIL_BATCH_BYTES: usize = 4 << 20;
+
+/// The stream returned by [`RedexFile::tail`](super::RedexFile::tail).
+///
+/// It holds only a position: reading a batch takes the file lock briefly, and a tail that
+/// is not polled costs the log nothing.
+pub struct RedexTail {
+    file: Arc<FileInner>,
+    next: u64,
+    buf: VecDeque<RedexEvent>,
+    waker_slot: Option<(u64, usize)>,
+    done: bool,
+}
+
+impl std::fmt::Debug for RedexTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedexTail")
+            .field("channel", &self.file.channel)
+            .field("next_seq", &self.next_seq())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl RedexTail {
+    pub(crate) fn new(file: Arc<FileInner>, from: u64) -> Self {
+        RedexTail {
+            file,
+            next: from,
+            buf: VecDeque::new(),
+            waker_slot: None,
+            done: false,
+        }
+    }
+
+    /// The sequence number of the next event this tail will yield.
+    pub fn next_seq(&self) -> u64 {
+        self.buf.front().map_or(self.next, |e| e.seq)
+    }
+}
+
+impl Stream for RedexTail {
+    type Item = Result<RedexEvent, RedexError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(ev) = this.buf.pop_front() {
+            return Poll::Ready(Some(Ok(ev)));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut st = this.file.lock();
+        if this.next < st.head_seq {
+            let err = RedexError::Evicted {
+                channel: this.file.channel.clone(),
+                requested: this.next,
+                first_available: st.head_seq,
+            };
+            this.next = st.head_seq;
+            return Poll::Ready(Some(Err(err)));
+        }
+        if this.next < st.next_seq {
+            let to = st.next_seq.min(this.next + TAIL_BATCH_EVENTS);
+            let mut batch = Vec::new();
+            if let Err(e) = st.read_into(this.next, to, TAIL_BATCH_BYTES, &mut batch) {
+                this.done = true;
+                return Poll::Ready(Some(Err(e)));
+            }
+            drop(st);
+            let mut events = batch.into_iter();
+            let first = events.next().expect("read_into yields at least one event");
+            this.buf.extend(events);
+            this.next = this.buf.back().map_or(first.seq, |e| e.seq) + 1;
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if st.closed {
+            this.done = true;
+            return Poll::Ready(None);
+        }
+        st.register_waker(cx.waker(), &mut this.waker_slot);
+        Poll::Pending
+    }
+}
