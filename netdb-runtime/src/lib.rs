@@ -21,5 +21,10 @@
 
 pub mod redex;
 
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(not(unix))]
 compile_error!("netdb-runtime uses positional file I/O and supports Unix-like systems (Linux, macOS)");
