@@ -431,9 +431,9 @@ fn truncation_at_every_byte_of_the_last_records_recovers_to_the_last_whole_recor
         let start = match ext {
             "dat" => ends
                 .iter()
-                .filter(|(s, heap, _)| *s < last3 && *heap)
+                .rev()
+                .find(|(s, heap, _)| *s < last3 && *heap)
                 .map(|(_, _, e)| *e)
-                .last()
                 .unwrap_or(0),
             _ => last3 * rec_len,
         };
