@@ -26,5 +26,17 @@ pub mod redex;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// The book's chapters: every Rust block is compiled and run by `cargo test`, so the guide
+/// cannot drift from the code.
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../book/src/introduction.md")]
+    struct Introduction;
+    #[doc = include_str!("../../book/src/on-disk-format.md")]
+    struct OnDiskFormat;
+    #[doc = include_str!("../../book/src/durability.md")]
+    struct Durability;
+}
+
 #[cfg(not(unix))]
 compile_error!("netdb-runtime uses positional file I/O and supports Unix-like systems (Linux, macOS)");

@@ -189,7 +189,19 @@ impl DiskLog {
         lock: Arc<DirLock>,
         segment_max_bytes: u64,
     ) -> Result<(DiskLog, Recovered), RedexError> {
-        fs::create_dir_all(&dir).map_err(|e| RedexError::io("create directory", &dir, e))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|e| RedexError::io("create directory", &dir, e))?;
+            // Make the new directory entries durable, from the channel up to the base.
+            let mut d = dir.as_path();
+            while let Some(parent) = d.parent() {
+                sync_dir(parent)?;
+                if parent.join(".netdb.lock").exists() {
+                    break;
+                }
+                d = parent;
+            }
+        }
+        let _ = fs::remove_file(dir.join(HEAD_TMP_FILE));
         let mut seqs: Vec<u64> = Vec::new();
         let entries = fs::read_dir(&dir).map_err(|e| RedexError::io("list", &dir, e))?;
         for entry in entries {
@@ -378,14 +390,28 @@ impl DiskLog {
         let f = &a.files;
         let idx_at = a.written * INDEX_RECORD_LEN as u64;
         let ts_at = a.written * TS_RECORD_LEN as u64;
-        f.dat
+        let result = f
+            .dat
             .write_all_at(&self.buf_dat, a.written_dat)
-            .map_err(|e| RedexError::io("write", f.path("dat"), e))?;
-        f.ts.write_all_at(&self.buf_ts, ts_at)
-            .map_err(|e| RedexError::io("write", f.path("ts"), e))?;
-        f.idx
-            .write_all_at(&self.buf_idx, idx_at)
-            .map_err(|e| RedexError::io("write", f.path("idx"), e))?;
+            .map_err(|e| RedexError::io("write", f.path("dat"), e))
+            .and_then(|()| {
+                f.ts.write_all_at(&self.buf_ts, ts_at)
+                    .map_err(|e| RedexError::io("write", f.path("ts"), e))
+            })
+            .and_then(|()| {
+                f.idx
+                    .write_all_at(&self.buf_idx, idx_at)
+                    .map_err(|e| RedexError::io("write", f.path("idx"), e))
+            });
+        if let Err(e) = result {
+            // Cut off whatever part of this flush reached the files, so that records whose
+            // append reports an error cannot reappear on reopen. Best effort: if the cut
+            // fails too, the next flush overwrites the same offsets.
+            let _ = f.dat.set_len(a.written_dat);
+            let _ = f.ts.set_len(ts_at);
+            let _ = f.idx.set_len(idx_at);
+            return Err(e);
+        }
         self.write_calls += 3;
         self.active.written = self.active.meta.count;
         self.active.written_dat = self.active.data_len;
@@ -573,6 +599,7 @@ impl DiskLog {
             }
         }
         write_head_file(&self.dir, head)?;
+        sync_dir(&self.dir)?;
         Ok(freed)
     }
 
@@ -596,6 +623,11 @@ impl DiskLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Fsyncs completed (policy, `sync()`, `close()` and segment rolls).
+    pub fn fsyncs(&self) -> u64 {
+        self.synced.fsyncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Handle for an fsync done outside the file lock.
@@ -610,6 +642,9 @@ impl SyncHandle {
     /// Fsyncs the active segment, then records that every event below `through` is durable.
     pub fn sync(&self) -> Result<(), RedexError> {
         self.files.sync()?;
+        self.mark
+            .fsyncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.mark.write(self.through)
     }
 }
@@ -622,6 +657,7 @@ impl SyncHandle {
 struct SyncedMark {
     file: File,
     path: PathBuf,
+    fsyncs: std::sync::atomic::AtomicU64,
 }
 
 impl SyncedMark {
@@ -634,7 +670,11 @@ impl SyncedMark {
             .truncate(false)
             .open(&path)
             .map_err(|e| RedexError::io("open", &path, e))?;
-        Ok(SyncedMark { file, path })
+        Ok(SyncedMark {
+            file,
+            path,
+            fsyncs: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     fn read(&self) -> u64 {
@@ -827,39 +867,44 @@ fn recover_active(
 
     // Checks record `i` on its own: decodes, has the right seq, has a timestamp, its data is
     // present and its checksum verifies.
-    let check = |i: usize| -> Result<(IndexRecord, u64), String> {
+    // Checks record `i` on its own; a failure names the file to blame and why.
+    let check = |i: usize| -> Result<(IndexRecord, u64), (&'static str, String)> {
         let raw: &[u8; INDEX_RECORD_LEN] = idx[i * INDEX_RECORD_LEN..(i + 1) * INDEX_RECORD_LEN]
             .try_into()
             .expect("record-sized");
-        let rec = IndexRecord::decode(raw).map_err(|e| e.to_string())?;
+        let rec = IndexRecord::decode(raw).map_err(|e| ("idx", e.to_string()))?;
         if rec.seq != first + i as u64 {
-            return Err(format!("record carries seq {}", rec.seq));
+            return Err(("idx", format!("record carries seq {}", rec.seq)));
         }
         let t = ts
             .get(i * TS_RECORD_LEN..(i + 1) * TS_RECORD_LEN)
-            .ok_or("its timestamp is missing")?;
+            .ok_or(("ts", "its timestamp is missing".to_string()))?;
         let t = decode_ts(t);
         let heap: &[u8] = match rec.heap() {
-            Some((off, len)) => dat
-                .get(off as usize..(off + len) as usize)
-                .ok_or("its payload is missing from the data file")?,
+            Some((off, len)) => dat.get(off as usize..(off + len) as usize).ok_or((
+                "dat",
+                "its payload is missing from the data file".to_string(),
+            ))?,
             None => &[],
         };
         if !rec.verify(t, heap) {
-            return Err("checksum mismatch".into());
+            return Err((
+                "idx",
+                "checksum mismatch over the record, its timestamp and its payload".into(),
+            ));
         }
         Ok((rec, t))
     };
 
     let mut valid = 0usize;
     let mut data_end = 0u64;
-    let mut failure: Option<String> = None;
+    let mut failure: Option<(&'static str, String)> = None;
     for i in 0..whole {
         match check(i) {
             Ok((rec, _)) => {
                 if let Some((off, len)) = rec.heap() {
                     if off != data_end {
-                        failure = Some(format!("payload offset {off}, expected {data_end}"));
+                        failure = Some(("idx", format!("payload offset {off}, expected {data_end}")));
                         break;
                     }
                     data_end += len;
@@ -880,11 +925,17 @@ fn recover_active(
     // events. Everything after the mark may legitimately be torn and is cut.
     let first_bad = first + valid as u64;
     if first_bad < synced_through {
-        let reason = failure.unwrap_or_else(|| {
-            format!("the index ends at seq {first_bad} but events up to {synced_through} were fsynced")
+        let (ext, reason) = failure.unwrap_or_else(|| {
+            (
+                "idx",
+                format!(
+                    "the index ends at seq {first_bad} but events up to {} were fsynced",
+                    synced_through - 1
+                ),
+            )
         });
         return Err(RedexError::Corrupt {
-            file: files.path("idx"),
+            file: files.path(ext),
             seq: first_bad,
             reason,
         });

@@ -78,7 +78,10 @@ pub enum RedexError {
     },
 
     /// A payload is larger than a record can describe.
-    #[error("payload of {len} bytes is larger than the {max}-byte limit of a RedEX event")]
+    #[error(
+        "payload of {len} bytes is larger than the {max}-byte limit of one append \
+         (an event, or all events of a batch together); split it"
+    )]
     PayloadTooLarge {
         /// Its length.
         len: usize,

@@ -52,7 +52,7 @@ impl RedexEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {
-    /// Segments found on disk.
+    /// Segments on disk after recovery (a new channel has one, empty).
     pub segments: usize,
     /// The oldest retained sequence number.
     pub first_seq: u64,
@@ -70,7 +70,8 @@ pub struct RecoveryReport {
 pub struct FileStats {
     /// Write system calls made (staged appends are written in batches, one call per file).
     pub write_calls: u64,
-    /// Fsyncs completed (each covers the data, timestamp and index files).
+    /// Fsyncs completed, whatever asked for them (the policy, `sync()`, `close()`, a new
+    /// segment); each covers the data, timestamp and index files.
     pub fsyncs: u64,
 }
 
@@ -222,7 +223,6 @@ pub(crate) struct FileInner {
     pub channel: ChannelName,
     pub config: RedexFileConfig,
     state: Mutex<FileState>,
-    fsyncs: std::sync::atomic::AtomicU64,
     stop_task: Arc<tokio::sync::Notify>,
     registry: Weak<super::Shared>,
 }
@@ -252,15 +252,20 @@ impl FileInner {
             }
         };
         if let Err(e) = self.fsync(&handle) {
-            tracing::error!(channel = %self.channel, error = %e, "RedEX interval fsync failed");
+            tracing::error!(channel = %self.channel, error = %e, "RedEX interval fsync failed; will retry");
         }
     }
 
+    /// Runs an fsync prepared under the lock. On failure the file is marked as needing
+    /// one, so the policy's next trigger (or interval tick) tries again.
     fn fsync(&self, handle: &SyncHandle) -> Result<(), RedexError> {
-        handle.sync()?;
-        self.fsyncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        let result = handle.sync();
+        if result.is_err() {
+            let mut st = self.lock();
+            st.unsynced_events = st.unsynced_events.max(u64::MAX / 2);
+            st.unsynced_bytes = st.unsynced_bytes.max(u64::MAX / 2);
+        }
+        result
     }
 }
 
@@ -367,7 +372,6 @@ impl RedexFile {
             channel,
             config,
             state: Mutex::new(state),
-            fsyncs: std::sync::atomic::AtomicU64::new(0),
             stop_task: Arc::clone(&stop_task),
             registry,
         });
@@ -475,8 +479,8 @@ impl RedexFile {
             }
             let due = sync_due(
                 cfg.fsync_policy(),
-                st.unsynced_events + n,
-                st.unsynced_bytes + total as u64,
+                st.unsynced_events.saturating_add(n),
+                st.unsynced_bytes.saturating_add(total as u64),
             );
             let written = if due {
                 disk.flush_for_sync().map(Some)
@@ -498,22 +502,24 @@ impl RedexFile {
         }
         st.next_seq += n;
         st.retained_bytes += total as u64;
-        if let Some(handle) = sync {
-            // The events are with the OS; an fsync failure leaves their durability unknown,
-            // which is reported, but they stay in the log (a retry of the write is not
-            // possible once the OS has them).
+        if sync.is_some() {
             st.unsynced_events = 0;
             st.unsynced_bytes = 0;
-            self.inner.fsync(&handle)?;
         } else if st.disk.is_some() {
-            st.unsynced_events += n;
-            st.unsynced_bytes += total as u64;
+            st.unsynced_events = st.unsynced_events.saturating_add(n);
+            st.unsynced_bytes = st.unsynced_bytes.saturating_add(total as u64);
         }
         st.trim_hot(cfg.max_memory_bytes());
         let wakers = st.take_wakers();
         drop(guard);
         for w in wakers {
             w.wake();
+        }
+        if let Some(handle) = sync {
+            // Outside the lock, so readers and other writers are not held up by the disk.
+            // The events are with the OS already: if the fsync fails they stay in the log
+            // with unknown durability, and the error says so.
+            self.inner.fsync(&handle)?;
         }
         Ok(first..first + n)
     }
@@ -623,10 +629,11 @@ impl RedexFile {
 
     /// Counters of the file's disk activity.
     pub fn stats(&self) -> FileStats {
-        FileStats {
-            write_calls: self.inner.lock().disk.as_ref().map_or(0, |d| d.write_calls),
-            fsyncs: self.inner.fsyncs.load(std::sync::atomic::Ordering::Relaxed),
-        }
+        let st = self.inner.lock();
+        st.disk.as_ref().map_or(FileStats::default(), |d| FileStats {
+            write_calls: d.write_calls,
+            fsyncs: d.fsyncs(),
+        })
     }
 
     /// Applies the retention bounds now; see [`sweep_retention_at`](Self::sweep_retention_at).

@@ -41,8 +41,9 @@
 //!   by [`RedexFileConfig::with_max_memory_bytes`]); older events are read from disk, so a
 //!   file can retain far more than fits in RAM. An in-memory file keeps every retained event.
 //! * **Durability.** See [`FsyncPolicy`]. `sync()` and `close()` always fsync. Torn writes
-//!   are repaired on reopen: the log is cut back to the last whole record whose checksum
-//!   verifies; a bad record *before* the tail is reported as [`RedexError::Corrupt`].
+//!   are repaired on reopen: the log is cut at the first record past the last fsync that is
+//!   incomplete or fails its checksum; a bad record among fsynced ones is reported as
+//!   [`RedexError::Corrupt`], never skipped.
 //! * **Retention.** By count, payload bytes and age, applied by `sweep_retention()`. Event
 //!   timestamps are stored, so age retention holds across reopen, and whole segments are
 //!   deleted to give disk space back.
