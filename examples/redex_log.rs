@@ -47,7 +47,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     print!("A tail from seq {first} delivers:");
     for _ in 0..3 {
         let event = tail.next().await.expect("the log is open")?;
-        print!(" [{}] {:?}", event.seq, String::from_utf8_lossy(&event.payload));
+        print!(
+            " [{}] {:?}",
+            event.seq,
+            String::from_utf8_lossy(&event.payload)
+        );
     }
     println!();
 
@@ -57,7 +61,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let redex = Redex::with_persistent_dir(&dir)?;
     let log = redex.open_file(&channel, config)?;
-    let report = log.recovery_report().expect("a persistent file has a report");
+    let report = log
+        .recovery_report()
+        .expect("a persistent file has a report");
     println!(
         "Recovered {} events in {} segment(s); next seq is {}; torn bytes cut: {}.",
         log.len(),
@@ -68,7 +74,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let shown = log.len().min(6);
     println!("The last {shown} events:");
     for event in log.read_range(log.next_seq() - shown, log.next_seq())? {
-        println!("  [{}] {}", event.seq, String::from_utf8_lossy(&event.payload));
+        println!(
+            "  [{}] {}",
+            event.seq,
+            String::from_utf8_lossy(&event.payload)
+        );
     }
     log.close()?;
     println!(

@@ -39,4 +39,6 @@ mod book {
 }
 
 #[cfg(not(unix))]
-compile_error!("netdb-runtime uses positional file I/O and supports Unix-like systems (Linux, macOS)");
+compile_error!(
+    "netdb-runtime uses positional file I/O and supports Unix-like systems (Linux, macOS)"
+);

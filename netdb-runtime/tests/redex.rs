@@ -715,3 +715,62 @@ fn payload_too_large_is_refused_without_appending() {
     ));
     assert!(file.is_empty());
 }
+
+#[test]
+fn a_torn_segment_past_the_sync_mark_cuts_the_log_there_and_drops_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = disk_cfg().with_segment_max_bytes(2048);
+    {
+        // Never synced: dropping hands everything to the OS, but the sync mark stays at 0,
+        // so every segment counts as a tail that a crash may have torn.
+        let (_redex, file) = open_disk(dir.path(), cfg.clone());
+        fill(&file, 0, 200);
+    }
+    let mut firsts: Vec<u64> = std::fs::read_dir(dir.path().join("log/main"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".idx").map(|s| s.parse().unwrap())
+        })
+        .collect();
+    firsts.sort_unstable();
+    assert!(firsts.len() >= 4, "{firsts:?}");
+    let torn = firsts[1];
+    // Lose the data of the second segment from its third event on.
+    let keep: u64 = (torn..torn + 2)
+        .map(|s| payload(s).len() as u64)
+        .filter(|&l| l > 8)
+        .sum();
+    truncate(&segment_file(dir.path(), torn, "dat"), keep);
+    let (_redex, file) = open_disk(dir.path(), cfg.clone());
+    let cut = (torn + 2..).find(|&s| payload(s).len() > 8).unwrap();
+    assert_eq!(file.next_seq(), cut);
+    assert_contents(&file, 0, cut);
+    let report = file.recovery_report().unwrap();
+    assert_eq!(report.segments, 2);
+    assert!(report.truncated_records >= 200 - cut, "{report:?}");
+    for later in &firsts[2..] {
+        assert!(!segment_file(dir.path(), *later, "idx").exists());
+    }
+    fill(&file, cut, cut + 50);
+    file.close().unwrap();
+    drop((file, _redex));
+    let (_redex, file) = open_disk(dir.path(), cfg);
+    assert_contents(&file, 0, cut + 50);
+}
+
+#[test]
+fn a_half_created_segment_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_redex, file) = open_disk(dir.path(), disk_cfg());
+        fill(&file, 0, 10);
+        file.close().unwrap();
+    }
+    // A crash while the next segment was being created left only its index file.
+    std::fs::File::create(segment_file(dir.path(), 10, "idx")).unwrap();
+    let (_redex, file) = open_disk(dir.path(), disk_cfg());
+    assert_contents(&file, 0, 10);
+    fill(&file, 10, 20);
+    assert_contents(&file, 0, 20);
+}

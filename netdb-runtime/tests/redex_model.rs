@@ -17,8 +17,13 @@ enum Op {
     /// Drop without close (staged bytes reach the OS, no fsync) and reopen.
     DropReopen,
     SweepKeep(u64),
-    Read { from: u64, len: u64 },
-    Tail { from: u64 },
+    Read {
+        from: u64,
+        len: u64,
+    },
+    Tail {
+        from: u64,
+    },
 }
 
 fn payload() -> impl Strategy<Value = Vec<u8>> {
@@ -172,7 +177,10 @@ fn run(ops: Vec<Op>, persistent: bool) -> Result<(), TestCaseError> {
                 for (i, ev) in got.enumerate() {
                     let ev = ev.unwrap();
                     prop_assert_eq!(ev.seq, start + i as u64);
-                    prop_assert_eq!(&ev.payload[..], &model.events[(ev.seq - model.first) as usize][..]);
+                    prop_assert_eq!(
+                        &ev.payload[..],
+                        &model.events[(ev.seq - model.first) as usize][..]
+                    );
                 }
             }
         }

@@ -209,7 +209,13 @@ mod tests {
 
     #[test]
     fn accepts_well_formed_names() {
-        for ok in ["a", "orders/audit", "cortex/tasks", "a-b_c/0/z9", &"x".repeat(64)] {
+        for ok in [
+            "a",
+            "orders/audit",
+            "cortex/tasks",
+            "a-b_c/0/z9",
+            &"x".repeat(64),
+        ] {
             let name: ChannelName = ok.parse().unwrap();
             assert_eq!(name.as_str(), ok);
         }
@@ -221,7 +227,10 @@ mod tests {
     fn rejects_each_rule_with_its_reason() {
         assert_eq!(problem(""), ChannelNameProblem::Empty);
         assert_eq!(problem("/etc/passwd"), ChannelNameProblem::Absolute);
-        assert_eq!(problem("a//b"), ChannelNameProblem::EmptySegment { index: 1 });
+        assert_eq!(
+            problem("a//b"),
+            ChannelNameProblem::EmptySegment { index: 1 }
+        );
         assert_eq!(problem("a/"), ChannelNameProblem::EmptySegment { index: 1 });
         assert_eq!(
             problem("a/../b"),
@@ -241,9 +250,18 @@ mod tests {
             problem("orders/Audit"),
             ChannelNameProblem::BadChar { ch: 'A', at: 7 }
         );
-        assert_eq!(problem("a b"), ChannelNameProblem::BadChar { ch: ' ', at: 1 });
-        assert_eq!(problem("a\\b"), ChannelNameProblem::BadChar { ch: '\\', at: 1 });
-        assert_eq!(problem("a/.hidden"), ChannelNameProblem::BadChar { ch: '.', at: 2 });
+        assert_eq!(
+            problem("a b"),
+            ChannelNameProblem::BadChar { ch: ' ', at: 1 }
+        );
+        assert_eq!(
+            problem("a\\b"),
+            ChannelNameProblem::BadChar { ch: '\\', at: 1 }
+        );
+        assert_eq!(
+            problem("a/.hidden"),
+            ChannelNameProblem::BadChar { ch: '.', at: 2 }
+        );
         assert_eq!(problem("é"), ChannelNameProblem::BadChar { ch: 'é', at: 0 });
         assert_eq!(
             problem(&"x".repeat(65)),

@@ -187,11 +187,13 @@ impl RedexFileConfig {
             FsyncPolicy::Interval(d) | FsyncPolicy::IntervalOrBytes { period: d, .. }
                 if d.is_zero() =>
             {
-                Err("an fsync interval must be longer than zero; use FsyncPolicy::EveryN(1) to fsync every append")
+                Err(
+                    "an fsync interval must be longer than zero; use FsyncPolicy::EveryN(1) to fsync every append",
+                )
             }
-            FsyncPolicy::IntervalOrBytes { max_bytes: 0, .. } => {
-                Err("IntervalOrBytes needs max_bytes > 0; use FsyncPolicy::EveryN(1) to fsync every append")
-            }
+            FsyncPolicy::IntervalOrBytes { max_bytes: 0, .. } => Err(
+                "IntervalOrBytes needs max_bytes > 0; use FsyncPolicy::EveryN(1) to fsync every append",
+            ),
             _ => Ok(()),
         }
     }

@@ -71,17 +71,20 @@ impl SegmentFiles {
         self.stem.with_extension(ext)
     }
 
-    fn open(dir: &Path, first_seq: u64, create: bool) -> Result<SegmentFiles, RedexError> {
+    /// Opens a segment's files. `Fresh` creates them empty (data and timestamps before the
+    /// index, since recovery finds segments by their index file); `Repair` creates missing
+    /// ones empty (a crash while a segment was being created); `Existing` requires them.
+    fn open(dir: &Path, first_seq: u64, mode: OpenMode) -> Result<SegmentFiles, RedexError> {
         let stem = dir.join(segment_stem(first_seq));
         let open = |ext: &str| {
             let path = stem.with_extension(ext);
             let mut opts = OpenOptions::new();
-            opts.read(true);
-            if create {
-                opts.write(true).create(true).truncate(true);
-            } else {
-                opts.write(true);
-            }
+            opts.read(true).write(true);
+            match mode {
+                OpenMode::Fresh => opts.create(true).truncate(true),
+                OpenMode::Repair => opts.create(true).truncate(false),
+                OpenMode::Existing => &mut opts,
+            };
             opts.open(&path).map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
                     RedexError::Corrupt {
@@ -94,12 +97,10 @@ impl SegmentFiles {
                 }
             })
         };
-        Ok(SegmentFiles {
-            idx: open("idx")?,
-            dat: open("dat")?,
-            ts: open("ts")?,
-            stem,
-        })
+        let dat = open("dat")?;
+        let ts = open("ts")?;
+        let idx = open("idx")?;
+        Ok(SegmentFiles { idx, dat, ts, stem })
     }
 
     fn sync(&self) -> Result<(), RedexError> {
@@ -111,6 +112,13 @@ impl SegmentFiles {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    Fresh,
+    Repair,
+    Existing,
 }
 
 /// What the log knows about a segment without reading it.
@@ -170,9 +178,13 @@ pub(crate) struct DiskLog {
     segment_max_bytes: u64,
     cold: Option<(u64, Arc<SegmentFiles>)>,
     synced: Arc<SyncedMark>,
+    /// Sealed segments written since the last fsync (by first seq); the next sync covers them.
+    unsynced_sealed: Vec<u64>,
+    /// Whether directory entries changed since the last fsync.
+    dir_dirty: bool,
     /// Number of write calls made (one per file per flush).
     pub write_calls: u64,
-    _lock: Arc<DirLock>,
+    lock: Option<Arc<DirLock>>,
 }
 
 /// One record as found on disk.
@@ -216,19 +228,63 @@ impl DiskLog {
         seqs.sort_unstable();
         let head_hint = read_head_file(&dir);
         let synced = SyncedMark::open(&dir)?;
-        let mut report = RecoveryReport {
-            segments: seqs.len().max(1),
-            ..RecoveryReport::default()
-        };
+        let mut report = RecoveryReport::default();
 
         let mut sealed = VecDeque::new();
         let mut retained_bytes = 0u64;
         let head_floor = seqs.first().copied().unwrap_or(head_hint.unwrap_or(0));
         let head_seq_guess = head_hint.unwrap_or(head_floor).max(head_floor);
+        let mark = synced.read();
 
-        for pair in seqs.windows(2) {
-            let (first, next_first) = (pair[0], pair[1]);
-            let files = SegmentFiles::open(&dir, first, false)?;
+        let mut active = None;
+        for (k, &first) in seqs.iter().enumerate() {
+            let next_first = seqs.get(k + 1).copied();
+            let Some(next_first) = next_first.filter(|&n| n <= mark) else {
+                // This segment may hold events past the sync mark: verify every record, cut
+                // at the first bad one past the mark, and drop the segments after it.
+                let mode = if next_first.is_none() {
+                    OpenMode::Repair
+                } else {
+                    OpenMode::Existing
+                };
+                let files = SegmentFiles::open(&dir, first, mode)?;
+                let seg = verify_segment(
+                    files,
+                    first,
+                    head_seq_guess,
+                    mark,
+                    &mut report,
+                    &mut retained_bytes,
+                )?;
+                match next_first {
+                    Some(n) if seg.meta.end() == n => sealed.push_back(seg.meta),
+                    Some(n) => {
+                        if seg.meta.end() < n && seg.meta.end() < mark {
+                            return Err(RedexError::Corrupt {
+                                file: seg.files.path("idx"),
+                                seq: seg.meta.end(),
+                                reason: format!(
+                                    "the segment ends before seq {} but the next one starts at {n}",
+                                    seg.meta.end()
+                                ),
+                            });
+                        }
+                        // A torn segment before the last: everything after it is unsynced
+                        // and goes with the tear.
+                        for &later in &seqs[k + 1..] {
+                            drop_segment(&dir, later, &mut report)?;
+                        }
+                        active = Some(seg);
+                        break;
+                    }
+                    None => {
+                        active = Some(seg);
+                        break;
+                    }
+                }
+                continue;
+            };
+            let files = SegmentFiles::open(&dir, first, OpenMode::Existing)?;
             let (meta, bytes) = scan_sealed(&files, first, head_seq_guess)?;
             if meta.end() != next_first {
                 return Err(RedexError::Corrupt {
@@ -243,23 +299,13 @@ impl DiskLog {
             retained_bytes += bytes;
             sealed.push_back(meta);
         }
+        report.segments = sealed.len() + 1;
 
-        let active = match seqs.last() {
-            Some(&first) => {
-                let files = SegmentFiles::open(&dir, first, false)?;
-                let through = synced.read();
-                recover_active(
-                    files,
-                    first,
-                    head_seq_guess,
-                    through,
-                    &mut report,
-                    &mut retained_bytes,
-                )?
-            }
+        let active = match active {
+            Some(active) => active,
             None => {
                 let first = head_seq_guess;
-                let files = SegmentFiles::open(&dir, first, true)?;
+                let files = SegmentFiles::open(&dir, first, OpenMode::Fresh)?;
                 sync_dir(&dir)?;
                 ActiveSegment {
                     meta: SegmentMeta {
@@ -300,8 +346,10 @@ impl DiskLog {
             segment_max_bytes,
             cold: None,
             synced: Arc::new(synced),
+            unsynced_sealed: Vec::new(),
+            dir_dirty: false,
             write_calls: 0,
-            _lock: lock,
+            lock: Some(lock),
         };
         Ok((
             log,
@@ -427,16 +475,30 @@ impl DiskLog {
         self.flush()?;
         Ok(SyncHandle {
             files: Arc::clone(&self.active.files),
+            sealed: std::mem::take(&mut self.unsynced_sealed)
+                .into_iter()
+                .map(|first| self.dir.join(segment_stem(first)))
+                .collect(),
+            dir: std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone()),
             mark: Arc::clone(&self.synced),
             through: self.active.meta.end(),
         })
     }
 
+    /// Lets go of the directory lock (on close): the files stay readable for draining
+    /// tails, but another `Redex` may now open the directory.
+    pub fn release_lock(&mut self) {
+        self.lock = None;
+    }
+
+    /// Seals the active segment and starts a new one. Nothing is fsynced here (appends never
+    /// wait for the disk unless the policy says so); the next sync covers the sealed
+    /// segment and the new directory entries.
     fn roll(&mut self) -> Result<(), RedexError> {
-        self.flush_for_sync()?.sync()?;
+        self.flush()?;
         let first = self.active.meta.end();
-        let files = SegmentFiles::open(&self.dir, first, true)?;
-        sync_dir(&self.dir)?;
+        let files = SegmentFiles::open(&self.dir, first, OpenMode::Fresh)?;
+        self.dir_dirty = true;
         let old = std::mem::replace(
             &mut self.active,
             ActiveSegment {
@@ -451,6 +513,7 @@ impl DiskLog {
             },
         );
         tracing::debug!(channel = %self.channel, first_seq = first, "RedEX started a new segment");
+        self.unsynced_sealed.push(old.meta.first_seq);
         self.sealed.push_back(old.meta);
         Ok(())
     }
@@ -472,7 +535,11 @@ impl DiskLog {
         {
             return Ok((meta, Arc::clone(files)));
         }
-        let files = Arc::new(SegmentFiles::open(&self.dir, meta.first_seq, false)?);
+        let files = Arc::new(SegmentFiles::open(
+            &self.dir,
+            meta.first_seq,
+            OpenMode::Existing,
+        )?);
         self.cold = Some((meta.first_seq, Arc::clone(&files)));
         Ok((meta, files))
     }
@@ -584,7 +651,12 @@ impl DiskLog {
                 break;
             }
             self.sealed.pop_front();
-            if self.cold.as_ref().is_some_and(|(f, _)| *f == meta.first_seq) {
+            self.unsynced_sealed.retain(|&f| f != meta.first_seq);
+            if self
+                .cold
+                .as_ref()
+                .is_some_and(|(f, _)| *f == meta.first_seq)
+            {
                 self.cold = None;
             }
             let stem = self.dir.join(segment_stem(meta.first_seq));
@@ -626,7 +698,9 @@ impl DiskLog {
 
     /// Fsyncs completed (policy, `sync()`, `close()` and segment rolls).
     pub fn fsyncs(&self) -> u64 {
-        self.synced.fsyncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.synced
+            .fsyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -634,18 +708,64 @@ impl DiskLog {
 #[derive(Debug)]
 pub(crate) struct SyncHandle {
     files: Arc<SegmentFiles>,
+    /// Sealed segments not fsynced yet (by path stem).
+    sealed: Vec<PathBuf>,
+    /// The channel directory, if entries changed.
+    dir: Option<PathBuf>,
     mark: Arc<SyncedMark>,
     through: u64,
 }
 
 impl SyncHandle {
-    /// Fsyncs the active segment, then records that every event below `through` is durable.
+    /// Fsyncs what was written (sealed segments, the active one, the directory), then
+    /// records that every event below `through` is durable.
+    ///
+    /// Syncs of one file run one at a time, so a later handle cannot record a mark that an
+    /// earlier one's unfinished fsync still has to make true. After any fsync failure the
+    /// mark is never advanced again by this process: durability is then unknown.
     pub fn sync(&self) -> Result<(), RedexError> {
-        self.files.sync()?;
+        let _serial = self
+            .mark
+            .serial
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = self.sync_files();
+        if result.is_err() {
+            self.mark
+                .poisoned
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return result;
+        }
         self.mark
             .fsyncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self
+            .mark
+            .poisoned
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         self.mark.write(self.through)
+    }
+
+    fn sync_files(&self) -> Result<(), RedexError> {
+        for stem in &self.sealed {
+            for ext in ["dat", "ts", "idx"] {
+                let path = stem.with_extension(ext);
+                match File::open(&path).and_then(|f| f.sync_data()) {
+                    Ok(()) => {}
+                    // Deleted by retention in the meantime: nothing left to make durable.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(RedexError::io("fsync", path, e)),
+                }
+            }
+        }
+        self.files.sync()?;
+        if let Some(dir) = &self.dir {
+            sync_dir(dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -658,6 +778,8 @@ struct SyncedMark {
     file: File,
     path: PathBuf,
     fsyncs: std::sync::atomic::AtomicU64,
+    serial: std::sync::Mutex<()>,
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl SyncedMark {
@@ -674,6 +796,8 @@ impl SyncedMark {
             file,
             path,
             fsyncs: std::sync::atomic::AtomicU64::new(0),
+            serial: std::sync::Mutex::new(()),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -796,7 +920,8 @@ fn scan_sealed(
     let ts_len = file_len(&files.ts, || files.path("ts"))?;
     let dat_len = file_len(&files.dat, || files.path("dat"))?;
     let count = idx_len / INDEX_RECORD_LEN as u64;
-    let corrupt = |file: PathBuf, seq: u64, reason: String| RedexError::Corrupt { file, seq, reason };
+    let corrupt =
+        |file: PathBuf, seq: u64, reason: String| RedexError::Corrupt { file, seq, reason };
     if idx_len % INDEX_RECORD_LEN as u64 != 0 {
         return Err(corrupt(
             files.path("idx"),
@@ -843,9 +968,28 @@ fn scan_sealed(
     Ok((meta, retained))
 }
 
-/// Full verification of the last segment; truncates a torn tail, errors on corruption
-/// before it.
-fn recover_active(
+/// Removes a segment that lies wholly in a torn tail, counting what it held.
+fn drop_segment(dir: &Path, first: u64, report: &mut RecoveryReport) -> Result<(), RedexError> {
+    let stem = dir.join(segment_stem(first));
+    for ext in ["idx", "dat", "ts"] {
+        let path = stem.with_extension(ext);
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(RedexError::io("stat", path, e)),
+        };
+        if ext == "idx" {
+            report.truncated_records += len / INDEX_RECORD_LEN as u64;
+        }
+        report.truncated_bytes += len;
+        fs::remove_file(&path).map_err(|e| RedexError::io("remove", &path, e))?;
+    }
+    sync_dir(dir)
+}
+
+/// Full verification of a segment that may hold events past the sync mark: cuts it at the
+/// first bad record past the mark (a torn tail), errors on a bad record before the mark.
+fn verify_segment(
     files: SegmentFiles,
     first: u64,
     head: u64,
@@ -904,7 +1048,8 @@ fn recover_active(
             Ok((rec, _)) => {
                 if let Some((off, len)) = rec.heap() {
                     if off != data_end {
-                        failure = Some(("idx", format!("payload offset {off}, expected {data_end}")));
+                        failure =
+                            Some(("idx", format!("payload offset {off}, expected {data_end}")));
                         break;
                     }
                     data_end += len;

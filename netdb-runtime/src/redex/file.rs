@@ -161,7 +161,10 @@ impl FileState {
         let mut seq = from;
         if seq < self.hot_start {
             let cold_to = to.min(self.hot_start);
-            let disk = self.disk.as_mut().expect("only persistent files have cold events");
+            let disk = self
+                .disk
+                .as_mut()
+                .expect("only persistent files have cold events");
             let before = out.len();
             disk.read(seq, cold_to, max_bytes, out)?;
             seq += (out.len() - before) as u64;
@@ -330,11 +333,11 @@ impl RedexFile {
         registry: Weak<super::Shared>,
     ) -> Result<RedexFile, RedexError> {
         let runtime = match config.fsync_policy().period() {
-            Some(_) if disk_dir.is_some() => Some(
-                tokio::runtime::Handle::try_current().map_err(|_| RedexError::NoRuntime {
+            Some(_) if disk_dir.is_some() => Some(tokio::runtime::Handle::try_current().map_err(
+                |_| RedexError::NoRuntime {
                     channel: channel.clone(),
-                })?,
-            ),
+                },
+            )?),
             _ => None,
         };
         let (disk, head_seq, next_seq, retained_bytes, recovery) = match disk_dir {
@@ -591,7 +594,11 @@ impl RedexFile {
 
     /// Bytes the file's segments take on disk (0 for an in-memory file).
     pub fn disk_bytes(&self) -> u64 {
-        self.inner.lock().disk.as_ref().map_or(0, DiskLog::disk_bytes)
+        self.inner
+            .lock()
+            .disk
+            .as_ref()
+            .map_or(0, DiskLog::disk_bytes)
     }
 
     /// The directory of a persistent file.
@@ -630,10 +637,12 @@ impl RedexFile {
     /// Counters of the file's disk activity.
     pub fn stats(&self) -> FileStats {
         let st = self.inner.lock();
-        st.disk.as_ref().map_or(FileStats::default(), |d| FileStats {
-            write_calls: d.write_calls,
-            fsyncs: d.fsyncs(),
-        })
+        st.disk
+            .as_ref()
+            .map_or(FileStats::default(), |d| FileStats {
+                write_calls: d.write_calls,
+                fsyncs: d.fsyncs(),
+            })
     }
 
     /// Applies the retention bounds now; see [`sweep_retention_at`](Self::sweep_retention_at).
@@ -654,9 +663,9 @@ impl RedexFile {
             .retention_max_events()
             .map_or(0, |max| st.next_seq.saturating_sub(max));
         let max_bytes = cfg.retention_max_bytes().unwrap_or(u64::MAX);
-        let cutoff = cfg
-            .retention_max_age()
-            .map_or(0, |age| clock::system_time_ns(now).saturating_sub(age.as_nanos() as u64));
+        let cutoff = cfg.retention_max_age().map_or(0, |age| {
+            clock::system_time_ns(now).saturating_sub(age.as_nanos() as u64)
+        });
         let mut remaining = st.retained_bytes;
         let mut evict = |seq: u64, ts: u64, len: u64| {
             let go = seq < count_head || remaining > max_bytes || ts < cutoff;
@@ -718,9 +727,14 @@ impl RedexFile {
             }
             st.closed = true;
             let result = match st.disk.as_mut() {
-                Some(disk) => disk
-                    .flush_for_sync()
-                    .and_then(|h| self.inner.fsync(&h)),
+                Some(disk) => {
+                    let result = disk.flush_for_sync().and_then(|h| h.sync());
+                    // Tails may still drain from the files, but the directory is free for
+                    // the next opener as soon as close returns, whatever else holds this
+                    // file (a draining tail, the interval task waking up).
+                    disk.release_lock();
+                    result
+                }
                 None => Ok(()),
             };
             (result, st.take_wakers())

@@ -74,7 +74,9 @@ pub use config::{
     RedexFileConfig,
 };
 pub use error::RedexError;
-pub use file::{FileStats, MAX_PAYLOAD_LEN, RecoveryReport, RedexEvent, RedexFile, RetentionReport};
+pub use file::{
+    FileStats, MAX_PAYLOAD_LEN, RecoveryReport, RedexEvent, RedexFile, RetentionReport,
+};
 pub use tail::RedexTail;
 
 use disk::DirLock;
@@ -198,12 +200,7 @@ impl Redex {
         } else {
             None
         };
-        let file = RedexFile::open(
-            channel.clone(),
-            config,
-            disk,
-            Arc::downgrade(&self.shared),
-        )?;
+        let file = RedexFile::open(channel.clone(), config, disk, Arc::downgrade(&self.shared))?;
         files.insert(channel.clone(), file.clone());
         Ok(file)
     }
