@@ -3,10 +3,11 @@
 //!
 //! Run with `cargo bench -p netdb-runtime --bench redex`.
 //!
-//! Memory and disk stay bounded however many iterations criterion asks for: in-memory
-//! appends start a fresh file every `MEM_CHUNK_EVENTS` events, and persistent files carry a
-//! retention bound that is swept between timed chunks, which deletes whole segments. Nothing
-//! but the append calls themselves is inside the timed region.
+//! Memory and disk stay bounded however many iterations criterion asks for: files carry a
+//! retention bound that is swept between timed chunks (which deletes whole segments on
+//! disk and recycles arena memory), and `append_memory_growing` starts a fresh file every
+//! `MEM_CHUNK_EVENTS` events. Nothing but the append calls themselves is inside the timed
+//! region.
 //!
 //! Throughputs are payload bytes. A 256-byte event takes 284 bytes on disk (payload, a
 //! 20-byte index record and an 8-byte timestamp), so multiply the `append_disk_256B`
@@ -116,9 +117,9 @@ fn time_in_memory(iters: u64, chunk: u64, mut op: impl FnMut(&RedexFile)) -> Dur
     total
 }
 
-/// Times `iters` calls of `op` on a persistent file, sweeping retention (untimed) every
-/// `chunk` calls so the disk footprint stays bounded.
-fn time_on_disk(
+/// Times `iters` calls of `op` on a file with a retention bound, sweeping retention
+/// (untimed) every `chunk` calls so its memory and disk footprint stay bounded.
+fn time_swept(
     file: &RedexFile,
     iters: u64,
     chunk: u64,
@@ -139,17 +140,38 @@ fn time_on_disk(
     total
 }
 
+/// In-memory appends in the steady state of a log with retention: the window keeps the
+/// newest `MEM_CHUNK_EVENTS` events and the memory of evicted ones is reused.
 fn append_memory(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_memory");
     for len in [8usize, 32, 256, 1024] {
         let data = payload(len);
         group.throughput(Throughput::Bytes(len as u64));
-        let id = if len <= 8 {
-            format!("{len}B_inline")
-        } else {
-            format!("{len}B")
-        };
-        group.bench_function(BenchmarkId::from_parameter(id), |b| {
+        let file = Redex::new()
+            .open_file(
+                &channel(),
+                RedexFileConfig::default().with_retention_max_events(MEM_CHUNK_EVENTS),
+            )
+            .expect("open in-memory file");
+        group.bench_function(BenchmarkId::from_parameter(size_id(len)), |b| {
+            b.iter_custom(|iters| {
+                time_swept(&file, iters, MEM_CHUNK_EVENTS, |f| {
+                    black_box(f.append(black_box(&data)).expect("append"));
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+/// In-memory appends into a log that only grows: every event lands in memory the process
+/// never touched before, so the kernel's page faults are part of the figure.
+fn append_memory_growing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_memory_growing");
+    for len in [8usize, 256] {
+        let data = payload(len);
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::from_parameter(size_id(len)), |b| {
             b.iter_custom(|iters| {
                 time_in_memory(iters, MEM_CHUNK_EVENTS, |f| {
                     black_box(f.append(black_box(&data)).expect("append"));
@@ -158,6 +180,14 @@ fn append_memory(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+fn size_id(len: usize) -> String {
+    if len <= 8 {
+        format!("{len}B_inline")
+    } else {
+        format!("{len}B")
+    }
 }
 
 fn append_disk_256(c: &mut Criterion) {
@@ -198,7 +228,7 @@ fn append_disk_256(c: &mut Criterion) {
         let chunk = if every_append { 256 } else { DISK_CHUNK_EVENTS };
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter_custom(|iters| {
-                time_on_disk(&disk.file, iters, chunk, |f| {
+                time_swept(&disk.file, iters, chunk, |f| {
                     black_box(f.append(black_box(&data)).expect("append"));
                 })
             });
@@ -248,9 +278,15 @@ fn append_batch(c: &mut Criterion) {
     let batch: Vec<&[u8]> = vec![&data[..]; BATCH_LEN];
     group.throughput(Throughput::Bytes((BATCH_LEN * BATCH_PAYLOAD) as u64));
 
+    let memory = Redex::new()
+        .open_file(
+            &channel(),
+            RedexFileConfig::default().with_retention_max_events(MEM_CHUNK_EVENTS),
+        )
+        .expect("open in-memory file");
     group.bench_function(BenchmarkId::from_parameter("memory"), |b| {
         b.iter_custom(|iters| {
-            time_in_memory(iters, MEM_CHUNK_EVENTS / BATCH_LEN as u64, |f| {
+            time_swept(&memory, iters, MEM_CHUNK_EVENTS / BATCH_LEN as u64, |f| {
                 black_box(f.append_batch(black_box(&batch)).expect("append_batch"));
             })
         });
@@ -263,7 +299,7 @@ fn append_batch(c: &mut Criterion) {
     );
     group.bench_function(BenchmarkId::from_parameter("disk_Never"), |b| {
         b.iter_custom(|iters| {
-            time_on_disk(
+            time_swept(
                 &disk.file,
                 iters,
                 DISK_CHUNK_EVENTS / BATCH_LEN as u64,
@@ -440,6 +476,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = append_memory, append_disk_256, append_batch, read_range, tail_delivery
+    targets = append_memory, append_memory_growing, append_disk_256, append_batch, read_range, tail_delivery
 }
 criterion_main!(benches);

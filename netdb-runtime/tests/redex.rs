@@ -774,3 +774,24 @@ fn a_half_created_segment_is_repaired() {
     fill(&file, 10, 20);
     assert_contents(&file, 0, 20);
 }
+
+#[test]
+fn a_directory_in_another_format_is_refused_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_redex, file) = open_disk(dir.path(), disk_cfg());
+        fill(&file, 0, 3);
+        file.close().unwrap();
+    }
+    let marker = dir.path().join("log/main/.format");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "netdb-redex 1\n");
+    std::fs::write(&marker, "netdb-redex 9\n").unwrap();
+    let redex = Redex::with_persistent_dir(dir.path()).unwrap();
+    let err = redex.open_file(&chan("log/main"), disk_cfg()).unwrap_err();
+    assert!(matches!(err, RedexError::UnsupportedFormat { .. }), "{err}");
+    assert!(err.to_string().contains("netdb-redex 9"), "{err}");
+    // A marker cut short by a crash is completed, not refused.
+    std::fs::write(&marker, "netdb-re").unwrap();
+    let file = redex.open_file(&chan("log/main"), disk_cfg()).unwrap();
+    assert_contents(&file, 0, 3);
+}

@@ -8,6 +8,7 @@ use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
 
@@ -25,6 +26,10 @@ const READ_CHUNK_EVENTS: u64 = 4096;
 /// The file recording the first retained sequence number.
 const HEAD_FILE: &str = ".head";
 const HEAD_TMP_FILE: &str = ".head.tmp";
+/// The file naming the format of the channel directory.
+const FORMAT_FILE: &str = ".format";
+/// What [`FORMAT_FILE`] holds for the format this module reads and writes.
+pub(crate) const FORMAT: &str = "netdb-redex 1";
 /// The file recording the sequence number below which every event was fsynced.
 const SYNCED_FILE: &str = ".synced";
 
@@ -178,10 +183,6 @@ pub(crate) struct DiskLog {
     segment_max_bytes: u64,
     cold: Option<(u64, Arc<SegmentFiles>)>,
     synced: Arc<SyncedMark>,
-    /// Sealed segments written since the last fsync (by first seq); the next sync covers them.
-    unsynced_sealed: Vec<u64>,
-    /// Whether directory entries changed since the last fsync.
-    dir_dirty: bool,
     /// Number of write calls made (one per file per flush).
     pub write_calls: u64,
     lock: Option<Arc<DirLock>>,
@@ -213,6 +214,7 @@ impl DiskLog {
                 d = parent;
             }
         }
+        check_format(&dir)?;
         let _ = fs::remove_file(dir.join(HEAD_TMP_FILE));
         let mut seqs: Vec<u64> = Vec::new();
         let entries = fs::read_dir(&dir).map_err(|e| RedexError::io("list", &dir, e))?;
@@ -242,12 +244,8 @@ impl DiskLog {
             let Some(next_first) = next_first.filter(|&n| n <= mark) else {
                 // This segment may hold events past the sync mark: verify every record, cut
                 // at the first bad one past the mark, and drop the segments after it.
-                let mode = if next_first.is_none() {
-                    OpenMode::Repair
-                } else {
-                    OpenMode::Existing
-                };
-                let files = SegmentFiles::open(&dir, first, mode)?;
+                // Files missing here can only be a creation the crash interrupted.
+                let files = SegmentFiles::open(&dir, first, OpenMode::Repair)?;
                 let seg = verify_segment(
                     files,
                     first,
@@ -346,8 +344,6 @@ impl DiskLog {
             segment_max_bytes,
             cold: None,
             synced: Arc::new(synced),
-            unsynced_sealed: Vec::new(),
-            dir_dirty: false,
             write_calls: 0,
             lock: Some(lock),
         };
@@ -475,11 +471,6 @@ impl DiskLog {
         self.flush()?;
         Ok(SyncHandle {
             files: Arc::clone(&self.active.files),
-            sealed: std::mem::take(&mut self.unsynced_sealed)
-                .into_iter()
-                .map(|first| self.dir.join(segment_stem(first)))
-                .collect(),
-            dir: std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone()),
             mark: Arc::clone(&self.synced),
             through: self.active.meta.end(),
         })
@@ -498,7 +489,6 @@ impl DiskLog {
         self.flush()?;
         let first = self.active.meta.end();
         let files = SegmentFiles::open(&self.dir, first, OpenMode::Fresh)?;
-        self.dir_dirty = true;
         let old = std::mem::replace(
             &mut self.active,
             ActiveSegment {
@@ -513,7 +503,11 @@ impl DiskLog {
             },
         );
         tracing::debug!(channel = %self.channel, first_seq = first, "RedEX started a new segment");
-        self.unsynced_sealed.push(old.meta.first_seq);
+        {
+            let mut pending = self.synced.pending();
+            pending.0.push(old.meta.first_seq);
+            pending.1 = true;
+        }
         self.sealed.push_back(old.meta);
         Ok(())
     }
@@ -651,7 +645,7 @@ impl DiskLog {
                 break;
             }
             self.sealed.pop_front();
-            self.unsynced_sealed.retain(|&f| f != meta.first_seq);
+            self.synced.pending().0.retain(|&f| f != meta.first_seq);
             if self
                 .cold
                 .as_ref()
@@ -698,9 +692,12 @@ impl DiskLog {
 
     /// Fsyncs completed (policy, `sync()`, `close()` and segment rolls).
     pub fn fsyncs(&self) -> u64 {
-        self.synced
-            .fsyncs
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.synced.fsyncs.load(Relaxed)
+    }
+
+    /// Syncs that failed.
+    pub fn sync_failures(&self) -> u64 {
+        self.synced.failures.load(Relaxed)
     }
 }
 
@@ -708,78 +705,92 @@ impl DiskLog {
 #[derive(Debug)]
 pub(crate) struct SyncHandle {
     files: Arc<SegmentFiles>,
-    /// Sealed segments not fsynced yet (by path stem).
-    sealed: Vec<PathBuf>,
-    /// The channel directory, if entries changed.
-    dir: Option<PathBuf>,
     mark: Arc<SyncedMark>,
     through: u64,
 }
 
 impl SyncHandle {
-    /// Fsyncs what was written (sealed segments, the active one, the directory), then
-    /// records that every event below `through` is durable.
+    /// Fsyncs what was written (sealed segments not fsynced yet, the active segment, the
+    /// directory if its entries changed), then records that every event below `through` is
+    /// durable.
     ///
-    /// Syncs of one file run one at a time, so a later handle cannot record a mark that an
-    /// earlier one's unfinished fsync still has to make true. After any fsync failure the
-    /// mark is never advanced again by this process: durability is then unknown.
+    /// Syncs of one file run one at a time, and each takes the list of pending sealed
+    /// segments only once it runs, so no sync can record a mark that covers a segment
+    /// another sync has not finished fsyncing. The mark never moves backwards. After a
+    /// failure it is frozen for as long as the file is open: durability is then unknown.
     pub fn sync(&self) -> Result<(), RedexError> {
-        let _serial = self
+        let mut serial = self
             .mark
             .serial
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let result = self.sync_files();
-        if result.is_err() {
-            self.mark
-                .poisoned
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            return result;
-        }
-        self.mark
-            .fsyncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self
-            .mark
-            .poisoned
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Ok(());
-        }
-        self.mark.write(self.through)
-    }
-
-    fn sync_files(&self) -> Result<(), RedexError> {
-        for stem in &self.sealed {
-            for ext in ["dat", "ts", "idx"] {
-                let path = stem.with_extension(ext);
-                match File::open(&path).and_then(|f| f.sync_data()) {
-                    Ok(()) => {}
-                    // Deleted by retention in the meantime: nothing left to make durable.
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(RedexError::io("fsync", path, e)),
-                }
+        let (sealed, dir) = self.mark.take_pending();
+        let result = sync_files(&sealed, &self.files, dir.as_deref()).and_then(|()| {
+            self.mark.fsyncs.fetch_add(1, Relaxed);
+            if serial.frozen || self.through <= serial.mark {
+                return Ok(());
             }
+            self.mark.write(self.through)?;
+            serial.mark = self.through;
+            Ok(())
+        });
+        if result.is_err() {
+            serial.frozen = true;
+            self.mark.failures.fetch_add(1, Relaxed);
         }
-        self.files.sync()?;
-        if let Some(dir) = &self.dir {
-            sync_dir(dir)?;
-        }
-        Ok(())
+        result
     }
 }
 
-/// The `.synced` file: a sequence number `S` and a CRC-32C of it. Every event below `S` was
-/// fsynced, so recovery treats damage below `S` as corruption (an error), and damage at or
-/// above it as a torn tail (cut). The mark is written after the fsync it records and is not
-/// itself fsynced: a crash can only leave it lower than the truth, never higher.
+fn sync_files(
+    sealed: &[PathBuf],
+    active: &SegmentFiles,
+    dir: Option<&Path>,
+) -> Result<(), RedexError> {
+    for stem in sealed {
+        for ext in ["dat", "ts", "idx"] {
+            let path = stem.with_extension(ext);
+            match File::open(&path).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                // Deleted by retention in the meantime: nothing left to make durable.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(RedexError::io("fsync", path, e)),
+            }
+        }
+    }
+    active.sync()?;
+    if let Some(dir) = dir {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Durability bookkeeping of one channel, shared by the file and its sync handles.
+///
+/// The `.synced` file holds a sequence number `S` and a CRC-32C of it. Every event below
+/// `S` was fsynced, so recovery treats damage below `S` as corruption (an error), and damage
+/// at or above it as a torn tail (cut). The mark is written after the fsync it records and
+/// is not itself fsynced: a crash can only leave it lower than the truth, never higher.
 #[derive(Debug)]
 struct SyncedMark {
     file: File,
     path: PathBuf,
-    fsyncs: std::sync::atomic::AtomicU64,
-    serial: std::sync::Mutex<()>,
-    poisoned: std::sync::atomic::AtomicBool,
+    dir: PathBuf,
+    fsyncs: AtomicU64,
+    failures: AtomicU64,
+    /// Held for the whole of a sync.
+    serial: std::sync::Mutex<SerialState>,
+    /// Written since the last sync took them: sealed segments (by first seq) and whether
+    /// directory entries changed. Its lock is only ever held briefly.
+    pending: std::sync::Mutex<(Vec<u64>, bool)>,
+}
+
+#[derive(Debug)]
+struct SerialState {
+    /// The mark last written.
+    mark: u64,
+    /// Set by a failed sync: the mark is not advanced again.
+    frozen: bool,
 }
 
 impl SyncedMark {
@@ -792,13 +803,24 @@ impl SyncedMark {
             .truncate(false)
             .open(&path)
             .map_err(|e| RedexError::io("open", &path, e))?;
-        Ok(SyncedMark {
+        let mut mark = SyncedMark {
             file,
             path,
-            fsyncs: std::sync::atomic::AtomicU64::new(0),
-            serial: std::sync::Mutex::new(()),
-            poisoned: std::sync::atomic::AtomicBool::new(false),
-        })
+            dir: dir.to_owned(),
+            fsyncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            serial: std::sync::Mutex::new(SerialState {
+                mark: 0,
+                frozen: false,
+            }),
+            pending: std::sync::Mutex::new((Vec::new(), false)),
+        };
+        let read = mark.read();
+        mark.serial
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .mark = read;
+        Ok(mark)
     }
 
     fn read(&self) -> u64 {
@@ -815,7 +837,22 @@ impl SyncedMark {
     fn write(&self, through: u64) -> Result<(), RedexError> {
         self.file
             .write_all_at(&encode_mark(through), 0)
-            .map_err(|e| RedexError::io("write", &self.path, e))
+            .map_err(|e| RedexError::io("write sync mark", &self.path, e))
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, (Vec<u64>, bool)> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take_pending(&self) -> (Vec<PathBuf>, Option<PathBuf>) {
+        let (sealed, dirty) = std::mem::take(&mut *self.pending());
+        let stems = sealed
+            .into_iter()
+            .map(|first| self.dir.join(segment_stem(first)))
+            .collect();
+        (stems, dirty.then(|| self.dir.clone()))
     }
 }
 
@@ -1114,6 +1151,29 @@ fn verify_segment(
         written: valid as u64,
         written_dat: data_end,
         data_len: data_end,
+    })
+}
+
+/// Checks (or, for a new or half-written one, writes) the directory's format marker.
+fn check_format(dir: &Path) -> Result<(), RedexError> {
+    let path = dir.join(FORMAT_FILE);
+    let found = match fs::read(&path) {
+        Ok(raw) => String::from_utf8_lossy(&raw).trim_end().to_owned(),
+        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(RedexError::io("read", path, e)),
+    };
+    if found == FORMAT {
+        return Ok(());
+    }
+    // Empty or a prefix of the marker: a crash interrupted its creation.
+    if FORMAT.starts_with(&found) {
+        fs::write(&path, format!("{FORMAT}\n")).map_err(|e| RedexError::io("write", &path, e))?;
+        return sync_dir(dir);
+    }
+    Err(RedexError::UnsupportedFormat {
+        dir: dir.to_owned(),
+        found: found.chars().take(80).collect(),
+        supported: FORMAT,
     })
 }
 

@@ -119,6 +119,21 @@ pub enum RedexError {
         reason: String,
     },
 
+    /// The channel directory was written in a format this build does not read.
+    #[error(
+        "the RedEX channel directory {} is in format {found:?}, but this build reads \
+         {supported:?}; open it with the netdb version that wrote it",
+        dir.display()
+    )]
+    UnsupportedFormat {
+        /// The channel directory.
+        dir: PathBuf,
+        /// What its `.format` file says.
+        found: String,
+        /// The format this build reads.
+        supported: &'static str,
+    },
+
     /// An I/O call failed.
     #[error("{op} {} failed: {source}", path.display())]
     Io {

@@ -1,29 +1,24 @@
 //! `RedexFile`: one channel's log — the hot window in memory, the disk log beneath it, and
 //! the append, read, retention, sync and close paths.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Waker;
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::clock;
 use super::disk::{DirLock, DiskLog, SyncHandle};
+use super::hot::HotWindow;
 use super::tail::RedexTail;
 use super::{ChannelName, FsyncPolicy, RedexError, RedexFileConfig};
 
 /// The largest payload a RedEX event can carry: 1 GiB.
 pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
-
-/// Payload bytes are copied into arena chunks of this size, so an append costs no allocation.
-const ARENA_CHUNK: usize = 64 << 10;
-/// Per-event bookkeeping counted against `max_memory_bytes`.
-const HOT_ENTRY_OVERHEAD: usize = std::mem::size_of::<HotEntry>();
 
 /// One event of a RedEX log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +53,11 @@ pub struct RecoveryReport {
     pub first_seq: u64,
     /// The sequence number the next append gets.
     pub next_seq: u64,
-    /// Whole index records dropped from a torn tail (their data or checksum was incomplete).
+    /// Whole index records dropped with a torn tail (the first failed its checksum or lacked
+    /// data; the rest came after it, in its segment or in later ones).
     pub truncated_records: u64,
-    /// Bytes cut from the ends of the index, timestamp and data files.
+    /// Bytes cut from the ends of the index, timestamp and data files, plus the bytes of
+    /// whole segments deleted because they lay after a tear.
     pub truncated_bytes: u64,
 }
 
@@ -70,9 +67,11 @@ pub struct RecoveryReport {
 pub struct FileStats {
     /// Write system calls made (staged appends are written in batches, one call per file).
     pub write_calls: u64,
-    /// Fsyncs completed, whatever asked for them (the policy, `sync()`, `close()`, a new
-    /// segment); each covers the data, timestamp and index files.
+    /// Syncs completed, whatever asked for them (the policy, `sync()`, `close()`, the
+    /// interval task); each fsyncs every file written since the previous one.
     pub fsyncs: u64,
+    /// Syncs that failed. The interval task has no caller to report to: watch this.
+    pub sync_failures: u64,
 }
 
 /// What a retention sweep did.
@@ -89,22 +88,13 @@ pub struct RetentionReport {
     pub first_seq: u64,
 }
 
-#[derive(Debug)]
-struct HotEntry {
-    timestamp_ns: u64,
-    payload: Bytes,
-}
-
 pub(crate) struct FileState {
     /// Seq of the next append.
     pub next_seq: u64,
     /// Oldest retained seq.
     pub head_seq: u64,
-    /// Events `[hot_start, next_seq)` in memory.
-    hot: VecDeque<HotEntry>,
-    hot_start: u64,
-    hot_bytes: usize,
-    arena: BytesMut,
+    /// Events `[hot.start(), next_seq)` in memory.
+    hot: HotWindow,
     /// Payload bytes of events `[head_seq, next_seq)`.
     retained_bytes: u64,
     disk: Option<DiskLog>,
@@ -118,32 +108,12 @@ pub(crate) struct FileState {
 }
 
 impl FileState {
-    fn push_hot(&mut self, timestamp_ns: u64, payload: &[u8]) {
-        if self.arena.capacity() < payload.len() {
-            self.arena = BytesMut::with_capacity(ARENA_CHUNK.max(payload.len()));
-        }
-        self.arena.extend_from_slice(payload);
-        let payload = self.arena.split().freeze();
-        self.hot_bytes += payload.len() + HOT_ENTRY_OVERHEAD;
-        self.hot.push_back(HotEntry {
-            timestamp_ns,
-            payload,
-        });
-    }
-
-    fn pop_hot(&mut self) {
-        if let Some(e) = self.hot.pop_front() {
-            self.hot_bytes -= e.payload.len() + HOT_ENTRY_OVERHEAD;
-            self.hot_start += 1;
-        }
-    }
-
     /// Drops hot events that are on disk already until the window fits its bound.
     fn trim_hot(&mut self, max_bytes: usize) {
         if let Some(disk) = &self.disk {
             let flushed = disk.flushed_seq();
-            while self.hot_bytes > max_bytes && self.hot_start < flushed {
-                self.pop_hot();
+            while self.hot.bytes() > max_bytes && self.hot.start() < flushed {
+                self.hot.pop_front();
             }
         }
     }
@@ -159,8 +129,8 @@ impl FileState {
     ) -> Result<(), RedexError> {
         let to = to.min(self.next_seq);
         let mut seq = from;
-        if seq < self.hot_start {
-            let cold_to = to.min(self.hot_start);
+        if seq < self.hot.start() {
+            let cold_to = to.min(self.hot.start());
             let disk = self
                 .disk
                 .as_mut()
@@ -174,16 +144,15 @@ impl FileState {
         }
         let mut budget = max_bytes;
         while seq < to {
-            let e = &self.hot[(seq - self.hot_start) as usize];
+            let e = self
+                .hot
+                .event(seq)
+                .expect("events above the disk part are hot");
             if budget < e.payload.len() && seq > from {
                 break;
             }
             budget = budget.saturating_sub(e.payload.len());
-            out.push(RedexEvent {
-                seq,
-                timestamp_ns: e.timestamp_ns,
-                payload: e.payload.clone(),
-            });
+            out.push(e);
             seq += 1;
         }
         Ok(())
@@ -357,10 +326,7 @@ impl RedexFile {
         let state = FileState {
             next_seq,
             head_seq,
-            hot: VecDeque::new(),
-            hot_start: next_seq,
-            hot_bytes: 0,
-            arena: BytesMut::new(),
+            hot: HotWindow::new(next_seq),
             retained_bytes,
             disk,
             closed: false,
@@ -414,7 +380,8 @@ impl RedexFile {
     /// error) the error is returned and the event is *not* in the log; earlier events are
     /// unaffected and the next append or `sync()` retries their write. If the write succeeds
     /// but the policy's fsync fails, the event is in the log, its durability is unknown, and
-    /// the error (`op: "fsync"`) says so.
+    /// the error says so (`RedexError::Io` with `op` `"fsync"`, `"fsync directory"` or
+    /// `"write sync mark"`).
     ///
     /// ```
     /// use netdb_runtime::redex::{Redex, RedexFileConfig};
@@ -501,7 +468,7 @@ impl RedexFile {
             }
         }
         for p in payloads {
-            st.push_hot(ts, p.as_ref());
+            st.hot.push(ts, p.as_ref());
         }
         st.next_seq += n;
         st.retained_bytes += total as u64;
@@ -589,7 +556,7 @@ impl RedexFile {
 
     /// Bytes the hot window holds in memory.
     pub fn memory_bytes(&self) -> usize {
-        self.inner.lock().hot_bytes
+        self.inner.lock().hot.bytes()
     }
 
     /// Bytes the file's segments take on disk (0 for an in-memory file).
@@ -642,6 +609,7 @@ impl RedexFile {
             .map_or(FileStats::default(), |d| FileStats {
                 write_calls: d.write_calls,
                 fsyncs: d.fsyncs(),
+                sync_failures: d.sync_failures(),
             })
     }
 
@@ -675,13 +643,13 @@ impl RedexFile {
             go
         };
         let mut head = st.head_seq;
-        if head < st.hot_start {
+        if head < st.hot.start() {
             let disk = st.disk.as_mut().expect("cold events are on disk");
-            head = disk.scan(head, st.hot_start, &mut evict)?;
+            head = disk.scan(head, st.hot.start(), &mut evict)?;
         }
-        if head >= st.hot_start {
-            for e in st.hot.range((head - st.hot_start) as usize..) {
-                if !evict(head, e.timestamp_ns, e.payload.len() as u64) {
+        if head >= st.hot.start() {
+            for (ts, len) in st.hot.meta_from(head) {
+                if !evict(head, ts, len) {
                     break;
                 }
                 head += 1;
@@ -697,10 +665,12 @@ impl RedexFile {
         if let Some(disk) = st.disk.as_mut() {
             report.disk_bytes_freed = disk.evict_to(head, st.next_seq)?;
         }
-        while st.hot_start < head && !st.hot.is_empty() {
-            st.pop_hot();
+        while st.hot.start() < head && !st.hot.is_empty() {
+            st.hot.pop_front();
         }
-        st.hot_start = st.hot_start.max(head);
+        if st.hot.start() < head {
+            st.hot.reset(head);
+        }
         report.evicted_events = head - st.head_seq;
         report.evicted_bytes = st.retained_bytes - remaining;
         st.retained_bytes = remaining;

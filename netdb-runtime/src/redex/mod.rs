@@ -59,6 +59,7 @@ mod disk;
 mod error;
 mod file;
 pub mod format;
+mod hot;
 mod tail;
 
 use std::collections::HashMap;
