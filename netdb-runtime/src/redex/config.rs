@@ -29,7 +29,7 @@ pub enum FsyncPolicy {
     /// both mean every append.
     EveryN(u64),
     /// A background tokio task fsyncs every `d` if anything was written; the task ends on
-    /// `close()`. Opening the file needs a tokio runtime.
+    /// `close()`. Opening the file needs a tokio runtime with its time driver enabled.
     Interval(Duration),
     /// Like `Interval(period)`, and in addition an append fsyncs once `max_bytes` of payload
     /// were written since the last fsync.

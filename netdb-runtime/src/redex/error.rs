@@ -51,8 +51,9 @@ pub enum RedexError {
 
     /// `FsyncPolicy::Interval` needs a tokio runtime to run its fsync task.
     #[error(
-        "channel `{channel}` uses an interval fsync policy, which needs a tokio runtime; \
-         open the file from within a tokio runtime"
+        "channel `{channel}` uses an interval fsync policy, which runs a tokio task; open \
+         the file from within a tokio runtime that has its time driver enabled \
+         (`#[tokio::main]`, or a runtime built with `enable_time()` / `enable_all()`)"
     )]
     NoRuntime {
         /// The channel.
