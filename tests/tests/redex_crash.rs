@@ -330,6 +330,15 @@ fn check_unlocked(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("the directory is not released after close() and drop: {e}"))
 }
 
+/// A small runtime with a timer, for files with an interval fsync policy.
+fn timer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn crash_loop(name: &str, sc: Scenario) {
     let iters = env_u64("NETDB_CRASH_ITERS").unwrap_or(DEFAULT_ITERS);
     let seed = env_u64("NETDB_CRASH_SEED").unwrap_or_else(|| XorShift::from_entropy().next_u64());
@@ -339,11 +348,7 @@ fn crash_loop(name: &str, sc: Scenario) {
     );
     let mut rng = XorShift::new(seed);
     // Interval policies need a tokio runtime to open the file in this process too.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
+    let runtime = timer_runtime();
     let _enter = runtime.enter();
 
     let base = tempfile::tempdir().expect("tempdir");
@@ -611,11 +616,7 @@ fn kill_during_segment_roll_is_recoverable() {
 /// `Locked`).
 #[test]
 fn lock_is_released_when_close_returns() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
+    let runtime = timer_runtime();
     let _enter = runtime.enter();
     let base = tempfile::tempdir().expect("tempdir");
     let dir = base.path().join("interval");
