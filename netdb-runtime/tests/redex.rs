@@ -795,3 +795,28 @@ fn a_directory_in_another_format_is_refused_with_a_typed_error() {
     let file = redex.open_file(&chan("log/main"), disk_cfg()).unwrap();
     assert_contents(&file, 0, 3);
 }
+
+#[test]
+fn absurd_lengths_in_a_sealed_index_are_a_corrupt_error_not_a_huge_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = disk_cfg().with_segment_max_bytes(2048);
+    {
+        let (_redex, file) = open_disk(dir.path(), cfg.clone());
+        fill(&file, 0, 100);
+        file.close().unwrap();
+    }
+    // Seq 2 is a heap record in the first (sealed) segment: claim 4 GiB at a far offset.
+    assert!(payload(2).len() > 8);
+    let idx = segment_file(dir.path(), 0, "idx");
+    let mut bytes = std::fs::read(&idx).unwrap();
+    bytes[2 * 20 + 8..2 * 20 + 16]
+        .copy_from_slice(&[0xF0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    std::fs::write(&idx, bytes).unwrap();
+    let redex = Redex::with_persistent_dir(dir.path()).unwrap();
+    match redex.open_file(&chan("log/main"), cfg) {
+        Err(RedexError::Corrupt { seq: 2, file, .. }) => {
+            assert!(file.ends_with(format!("{:020}.idx", 0)))
+        }
+        other => panic!("expected Corrupt at seq 2, got {other:?}"),
+    }
+}

@@ -538,75 +538,17 @@ impl DiskLog {
         Ok((meta, files))
     }
 
-    /// Reads, verifies and appends to `out` the events `[from, to)` (which must be handed to
-    /// the OS already), stopping early after `max_bytes` of payload (at least one event).
-    pub fn read(
-        &mut self,
-        from: u64,
-        to: u64,
-        max_bytes: usize,
-        out: &mut Vec<RedexEvent>,
-    ) -> Result<(), RedexError> {
-        let mut seq = from;
-        let mut budget = max_bytes;
-        while seq < to {
-            let (meta, files) = self.files_for(seq)?;
-            let n = (to.min(meta.end()) - seq).min(READ_CHUNK_EVENTS);
-            let found = read_records(&files, &meta, seq, n)?;
-            // Take records while within budget, then read their heap bytes in one call.
-            let mut take = 0;
-            let mut span: Option<(u64, u64)> = None;
-            for f in &found {
-                let len = f.rec.payload_len() as usize;
-                if take > 0 && len > budget {
-                    break;
-                }
-                budget = budget.saturating_sub(len);
-                if let Some((off, len)) = f.rec.heap() {
-                    span = Some(match span {
-                        None => (off, off + len),
-                        Some((s, _)) => (s, off + len),
-                    });
-                }
-                take += 1;
-            }
-            let heap = match span {
-                Some((start, end)) => {
-                    let mut buf = vec![0u8; (end - start) as usize];
-                    read_exact_at(&files, "dat", &mut buf, start, seq)?;
-                    Bytes::from(buf)
-                }
-                None => Bytes::new(),
-            };
-            let base = span.map_or(0, |(s, _)| s);
-            let stop_early = take < found.len();
-            for f in found.into_iter().take(take) {
-                let payload = match f.rec.heap() {
-                    Some((off, len)) => {
-                        let start = (off - base) as usize;
-                        heap.slice(start..start + len as usize)
-                    }
-                    None => Bytes::copy_from_slice(f.rec.inline().unwrap_or_default()),
-                };
-                if !f.rec.verify(f.ts, &payload) {
-                    return Err(RedexError::Corrupt {
-                        file: files.path("idx"),
-                        seq: f.rec.seq,
-                        reason: "checksum mismatch".into(),
-                    });
-                }
-                out.push(RedexEvent {
-                    seq: f.rec.seq,
-                    timestamp_ns: f.ts,
-                    payload,
-                });
-            }
-            seq += take as u64;
-            if stop_early || budget == 0 {
-                break;
-            }
-        }
-        Ok(())
+    /// Plans a read of events from `from` towards `to` (all handed to the OS already): up
+    /// to one segment and `READ_CHUNK_EVENTS` events. The plan is read outside the file lock.
+    pub fn cold_chunk(&mut self, from: u64, to: u64) -> Result<ColdChunk, RedexError> {
+        let (meta, files) = self.files_for(from)?;
+        let n = (to.min(meta.end()) - from).min(READ_CHUNK_EVENTS);
+        Ok(ColdChunk {
+            meta,
+            files,
+            from,
+            n,
+        })
     }
 
     /// Calls `visit(seq, timestamp_ns, payload_len)` for events from `from` (handed to the
@@ -698,6 +640,95 @@ impl DiskLog {
     /// Syncs that failed.
     pub fn sync_failures(&self) -> u64 {
         self.synced.failures.load(Relaxed)
+    }
+}
+
+/// Events on disk to read without holding the file lock.
+///
+/// Safe to read unlocked: the records it covers were handed to the OS, and written regions
+/// are never rewritten; a segment deleted by retention meanwhile stays readable through the
+/// open files.
+#[derive(Debug)]
+pub(crate) struct ColdChunk {
+    meta: SegmentMeta,
+    files: Arc<SegmentFiles>,
+    from: u64,
+    n: u64,
+}
+
+impl ColdChunk {
+    /// Reads and verifies the chunk's events into `out`: all of them, or fewer once
+    /// `max_bytes` of payload is reached (always at least one).
+    pub fn read(&self, max_bytes: usize, out: &mut Vec<RedexEvent>) -> Result<(), RedexError> {
+        let files = &self.files;
+        let found = read_records(files, &self.meta, self.from, self.n)?;
+        let corrupt = |seq: u64, reason: String| RedexError::Corrupt {
+            file: files.path("idx"),
+            seq,
+            reason,
+        };
+        // Take records while within budget; their heap bytes are contiguous, so one read
+        // fetches them all. Check that before trusting any length from disk.
+        let mut take = 0;
+        let mut budget = max_bytes;
+        let mut span: Option<(u64, u64)> = None;
+        for f in &found {
+            let len = f.rec.payload_len() as usize;
+            if take > 0 && len > budget {
+                break;
+            }
+            budget = budget.saturating_sub(len);
+            if let Some((off, len)) = f.rec.heap() {
+                span = Some(match span {
+                    None => (off, off + len),
+                    Some((s, e)) if off == e => (s, e + len),
+                    Some((_, e)) => {
+                        return Err(corrupt(
+                            f.rec.seq,
+                            format!("payload offset {off}, expected {e}"),
+                        ));
+                    }
+                });
+            }
+            take += 1;
+        }
+        let heap = match span {
+            Some((start, end)) => {
+                let dat_len = file_len(&files.dat, || files.path("dat"))?;
+                if end > dat_len {
+                    return Err(RedexError::Corrupt {
+                        file: files.path("dat"),
+                        seq: self.from,
+                        reason: format!(
+                            "the index needs {end} data bytes but the file has {dat_len}"
+                        ),
+                    });
+                }
+                let mut buf = vec![0u8; (end - start) as usize];
+                read_exact_at(files, "dat", &mut buf, start, self.from)?;
+                Bytes::from(buf)
+            }
+            None => Bytes::new(),
+        };
+        let base = span.map_or(0, |(s, _)| s);
+        for f in found.into_iter().take(take) {
+            let payload = match f.rec.heap() {
+                Some((off, len)) => {
+                    let start = (off - base) as usize;
+                    heap.slice(start..start + len as usize)
+                }
+                None => Bytes::copy_from_slice(f.rec.inline().unwrap_or_default()),
+            };
+            if !f.rec.verify(f.ts, &payload) {
+                return Err(corrupt(f.rec.seq, "checksum mismatch".into()));
+            }
+            out.push(RedexEvent {
+                seq: f.rec.seq,
+                timestamp_ns: f.ts,
+                payload,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -118,32 +118,11 @@ impl FileState {
         }
     }
 
-    /// Appends events `[from, to)` to `out`, from disk below the hot window and from memory
-    /// above it, stopping after about `max_bytes` of payload (at least one event).
-    pub fn read_into(
-        &mut self,
-        from: u64,
-        to: u64,
-        max_bytes: usize,
-        out: &mut Vec<RedexEvent>,
-    ) -> Result<(), RedexError> {
-        let to = to.min(self.next_seq);
-        let mut seq = from;
-        if seq < self.hot.start() {
-            let cold_to = to.min(self.hot.start());
-            let disk = self
-                .disk
-                .as_mut()
-                .expect("only persistent files have cold events");
-            let before = out.len();
-            disk.read(seq, cold_to, max_bytes, out)?;
-            seq += (out.len() - before) as u64;
-            if seq < cold_to {
-                return Ok(());
-            }
-        }
+    /// Appends hot events `[from, to)` to `out` (`from` must be in the window), stopping
+    /// after about `max_bytes` of payload (at least one event).
+    fn read_hot(&self, from: u64, to: u64, max_bytes: usize, out: &mut Vec<RedexEvent>) {
         let mut budget = max_bytes;
-        while seq < to {
+        for seq in from..to {
             let e = self
                 .hot
                 .event(seq)
@@ -153,9 +132,7 @@ impl FileState {
             }
             budget = budget.saturating_sub(e.payload.len());
             out.push(e);
-            seq += 1;
         }
-        Ok(())
     }
 
     /// Registers a tail's waker for the next append. `slot` remembers where it was put so a
@@ -202,6 +179,40 @@ pub(crate) struct FileInner {
 impl FileInner {
     pub fn lock(&self) -> MutexGuard<'_, FileState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends to `out` the next events from `from` (below `to`): at least one if any
+    /// exists, at most a chunk, stopping after about `max_bytes` of payload. Events on disk
+    /// are read after the lock is released, so a reader catching up from disk never holds
+    /// up appends.
+    pub fn read_chunk(
+        &self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+        out: &mut Vec<RedexEvent>,
+    ) -> Result<(), RedexError> {
+        let cold = {
+            let mut st = self.lock();
+            if from < st.head_seq {
+                return Err(st.evicted(&self.channel, from));
+            }
+            let to = to.min(st.next_seq);
+            if from >= to {
+                return Ok(());
+            }
+            if from >= st.hot.start() {
+                st.read_hot(from, to, max_bytes, out);
+                return Ok(());
+            }
+            let hot_start = st.hot.start();
+            let disk = st
+                .disk
+                .as_mut()
+                .expect("only persistent files have cold events");
+            disk.cold_chunk(from, to.min(hot_start))?
+        };
+        cold.read(max_bytes, out)
     }
 
     fn sync_if_dirty(&self) {
@@ -498,15 +509,15 @@ impl RedexFile {
     /// memory or disk. Fails with [`RedexError::Evicted`] if `start` was removed by
     /// retention, and with [`RedexError::Corrupt`] if a stored record fails its checksum.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<RedexEvent>, RedexError> {
-        let mut st = self.inner.lock();
-        if start < st.head_seq {
-            return Err(st.evicted(&self.inner.channel, start));
-        }
-        let end = end.min(st.next_seq);
+        let end = end.min(self.next_seq());
         let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 16) as usize);
         let mut seq = start;
         while seq < end {
-            st.read_into(seq, end, usize::MAX, &mut out)?;
+            let before = out.len();
+            self.inner.read_chunk(seq, end, usize::MAX, &mut out)?;
+            if out.len() == before {
+                break;
+            }
             seq = out.last().map_or(end, |e| e.seq + 1);
         }
         Ok(out)

@@ -65,35 +65,48 @@ impl Stream for RedexTail {
         if this.done {
             return Poll::Ready(None);
         }
-        let mut st = this.file.lock();
-        if this.next < st.head_seq {
-            let err = RedexError::Evicted {
-                channel: this.file.channel.clone(),
-                requested: this.next,
-                first_available: st.head_seq,
-            };
-            this.next = st.head_seq;
-            return Poll::Ready(Some(Err(err)));
-        }
-        if this.next < st.next_seq {
-            let to = st.next_seq.min(this.next + TAIL_BATCH_EVENTS);
+        loop {
             let mut batch = Vec::new();
-            if let Err(e) = st.read_into(this.next, to, TAIL_BATCH_BYTES, &mut batch) {
-                this.done = true;
-                return Poll::Ready(Some(Err(e)));
+            let to = this.next.saturating_add(TAIL_BATCH_EVENTS);
+            match this
+                .file
+                .read_chunk(this.next, to, TAIL_BATCH_BYTES, &mut batch)
+            {
+                Err(RedexError::Evicted {
+                    channel,
+                    requested,
+                    first_available,
+                }) => {
+                    this.next = first_available;
+                    return Poll::Ready(Some(Err(RedexError::Evicted {
+                        channel,
+                        requested,
+                        first_available,
+                    })));
+                }
+                Err(e) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(()) => {}
             }
-            drop(st);
             let mut events = batch.into_iter();
-            let first = events.next().expect("read_into yields at least one event");
-            this.buf.extend(events);
-            this.next = this.buf.back().map_or(first.seq, |e| e.seq) + 1;
-            return Poll::Ready(Some(Ok(first)));
+            if let Some(first) = events.next() {
+                this.buf.extend(events);
+                this.next = this.buf.back().map_or(first.seq, |e| e.seq) + 1;
+                return Poll::Ready(Some(Ok(first)));
+            }
+            // Nothing to read: park, unless an append slipped in since the read.
+            let mut st = this.file.lock();
+            if this.next < st.next_seq || this.next < st.head_seq {
+                continue;
+            }
+            if st.closed {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            st.register_waker(cx.waker(), &mut this.waker_slot);
+            return Poll::Pending;
         }
-        if st.closed {
-            this.done = true;
-            return Poll::Ready(None);
-        }
-        st.register_waker(cx.waker(), &mut this.waker_slot);
-        Poll::Pending
     }
 }
