@@ -184,14 +184,15 @@ impl FileInner {
     /// Appends to `out` the next events from `from` (below `to`): at least one if any
     /// exists, at most a chunk, stopping after about `max_bytes` of payload. Events on disk
     /// are read after the lock is released, so a reader catching up from disk never holds
-    /// up appends.
+    /// up appends. When there is nothing to read, returns the still-held lock, so a tail can
+    /// park without a window for a lost wake-up.
     pub fn read_chunk(
         &self,
         from: u64,
         to: u64,
         max_bytes: usize,
         out: &mut Vec<RedexEvent>,
-    ) -> Result<(), RedexError> {
+    ) -> Result<Option<MutexGuard<'_, FileState>>, RedexError> {
         let cold = {
             let mut st = self.lock();
             if from < st.head_seq {
@@ -199,11 +200,11 @@ impl FileInner {
             }
             let to = to.min(st.next_seq);
             if from >= to {
-                return Ok(());
+                return Ok(Some(st));
             }
             if from >= st.hot.start() {
                 st.read_hot(from, to, max_bytes, out);
-                return Ok(());
+                return Ok(None);
             }
             let hot_start = st.hot.start();
             let disk = st
@@ -212,7 +213,8 @@ impl FileInner {
                 .expect("only persistent files have cold events");
             disk.cold_chunk(from, to.min(hot_start))?
         };
-        cold.read(max_bytes, out)
+        cold.read(max_bytes, out)?;
+        Ok(None)
     }
 
     fn sync_if_dirty(&self) {
@@ -513,10 +515,12 @@ impl RedexFile {
         let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 16) as usize);
         let mut seq = start;
         while seq < end {
-            let before = out.len();
-            self.inner.read_chunk(seq, end, usize::MAX, &mut out)?;
-            if out.len() == before {
-                break;
+            if self
+                .inner
+                .read_chunk(seq, end, usize::MAX, &mut out)?
+                .is_some()
+            {
+                break; // nothing more
             }
             seq = out.last().map_or(end, |e| e.seq + 1);
         }

@@ -65,48 +65,46 @@ impl Stream for RedexTail {
         if this.done {
             return Poll::Ready(None);
         }
-        loop {
-            let mut batch = Vec::new();
-            let to = this.next.saturating_add(TAIL_BATCH_EVENTS);
-            match this
-                .file
-                .read_chunk(this.next, to, TAIL_BATCH_BYTES, &mut batch)
-            {
-                Err(RedexError::Evicted {
+        let mut batch = Vec::new();
+        let to = this.next.saturating_add(TAIL_BATCH_EVENTS);
+        match this
+            .file
+            .read_chunk(this.next, to, TAIL_BATCH_BYTES, &mut batch)
+        {
+            Ok(None) => {
+                let mut events = batch.into_iter();
+                let first = events
+                    .next()
+                    .expect("a read that found events returns some");
+                this.buf.extend(events);
+                this.next = this.buf.back().map_or(first.seq, |e| e.seq) + 1;
+                Poll::Ready(Some(Ok(first)))
+            }
+            // Nothing to read, and the lock still held: no append can slip in unseen.
+            Ok(Some(mut st)) => {
+                if st.closed {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                st.register_waker(cx.waker(), &mut this.waker_slot);
+                Poll::Pending
+            }
+            Err(RedexError::Evicted {
+                channel,
+                requested,
+                first_available,
+            }) => {
+                this.next = first_available;
+                Poll::Ready(Some(Err(RedexError::Evicted {
                     channel,
                     requested,
                     first_available,
-                }) => {
-                    this.next = first_available;
-                    return Poll::Ready(Some(Err(RedexError::Evicted {
-                        channel,
-                        requested,
-                        first_available,
-                    })));
-                }
-                Err(e) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Ok(()) => {}
+                })))
             }
-            let mut events = batch.into_iter();
-            if let Some(first) = events.next() {
-                this.buf.extend(events);
-                this.next = this.buf.back().map_or(first.seq, |e| e.seq) + 1;
-                return Poll::Ready(Some(Ok(first)));
-            }
-            // Nothing to read: park, unless an append slipped in since the read.
-            let mut st = this.file.lock();
-            if this.next < st.next_seq || this.next < st.head_seq {
-                continue;
-            }
-            if st.closed {
+            Err(e) => {
                 this.done = true;
-                return Poll::Ready(None);
+                Poll::Ready(Some(Err(e)))
             }
-            st.register_waker(cx.waker(), &mut this.waker_slot);
-            return Poll::Pending;
         }
     }
 }
