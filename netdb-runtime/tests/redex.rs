@@ -820,3 +820,63 @@ fn absurd_lengths_in_a_sealed_index_are_a_corrupt_error_not_a_huge_allocation() 
         other => panic!("expected Corrupt at seq 2, got {other:?}"),
     }
 }
+
+#[test]
+fn a_head_recorded_past_what_a_crash_kept_is_brought_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = disk_cfg().with_retention_max_events(5);
+    let crashed = tempfile::tempdir().unwrap();
+    {
+        let (_redex, file) = open_disk(dir.path(), cfg.clone());
+        fill(&file, 0, 50);
+        file.sync().unwrap();
+        fill(&file, 50, 100); // staged in memory, not yet handed to the OS
+        assert_eq!(file.sweep_retention().unwrap().first_seq, 95);
+        // A crash now: the disk has 50 events and a head of 95.
+        copy_dir(dir.path(), crashed.path());
+    }
+    {
+        let (_redex, file) = open_disk(crashed.path(), cfg.clone());
+        assert_eq!((file.first_seq(), file.next_seq()), (50, 50));
+        fill(&file, 50, 53);
+        file.close().unwrap();
+    }
+    let (_redex, file) = open_disk(crashed.path(), cfg);
+    assert_contents(&file, 50, 53);
+}
+
+#[test]
+fn a_closed_file_refuses_retention_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (redex, file) = open_disk(dir.path(), disk_cfg().with_retention_max_events(1));
+    fill(&file, 0, 5);
+    file.close().unwrap();
+    drop(redex);
+    // Another Redex owns the directory now; the old handle must not touch it.
+    let (_other, current) = open_disk(dir.path(), disk_cfg().with_retention_max_events(1));
+    fill(&current, 5, 10);
+    assert!(matches!(
+        file.sweep_retention(),
+        Err(RedexError::Closed { .. })
+    ));
+    assert_contents(&current, 0, 10);
+}
+
+#[test]
+fn a_failed_retention_sweep_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = disk_cfg()
+        .with_segment_max_bytes(1024)
+        .with_retention_max_events(5);
+    let (_redex, file) = open_disk(dir.path(), cfg);
+    fill(&file, 0, 60);
+    file.sync().unwrap();
+    // Make recording the new head impossible.
+    std::fs::create_dir(dir.path().join("log/main/.head.tmp")).unwrap();
+    let err = file.sweep_retention().unwrap_err();
+    assert!(matches!(err, RedexError::Io { .. }), "{err}");
+    assert_contents(&file, 0, 60);
+    std::fs::remove_dir(dir.path().join("log/main/.head.tmp")).unwrap();
+    assert_eq!(file.sweep_retention().unwrap().first_seq, 55);
+    assert_contents(&file, 55, 60);
+}

@@ -16,7 +16,8 @@ use std::time::Duration;
 ///
 /// A *process* crash (SIGKILL, panic with abort) loses the same or less: appends are
 /// staged in a small user-space buffer and handed to the operating system when it fills,
-/// on every fsync, on `close()`, and when the last handle is dropped.
+/// on every fsync, on `close()`, and when the file itself is dropped (every `RedexFile`
+/// clone and tail of it, and its `Redex` unless the file was closed).
 ///
 /// [`RedexFile::sync`]: super::RedexFile::sync
 /// [`RedexFile::close`]: super::RedexFile::close

@@ -1,6 +1,7 @@
 //! The persistent half of a RedEX file: segments, the write buffer, recovery and cold reads.
 //!
-//! Everything here runs under the owning file's state lock; see `file.rs`.
+//! `DiskLog` runs under the owning file's state lock (see `file.rs`); a `ColdChunk` (a
+//! planned read) and a `SyncHandle` (a planned fsync) run after the lock is released.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -229,7 +230,7 @@ impl DiskLog {
         }
         seqs.sort_unstable();
         let head_hint = read_head_file(&dir);
-        let synced = SyncedMark::open(&dir)?;
+        let mut synced = SyncedMark::open(&dir)?;
         let mut report = RecoveryReport::default();
 
         let mut sealed = VecDeque::new();
@@ -255,7 +256,16 @@ impl DiskLog {
                     &mut retained_bytes,
                 )?;
                 match next_first {
-                    Some(n) if seg.meta.end() == n => sealed.push_back(seg.meta),
+                    Some(n) if seg.meta.end() == n => {
+                        // Whole, but written after the last fsync: the next sync covers it.
+                        let pending = synced
+                            .pending
+                            .get_mut()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        pending.0.push(first);
+                        pending.1 = true;
+                        sealed.push_back(seg.meta);
+                    }
                     Some(n) => {
                         if seg.meta.end() < n && seg.meta.end() < mark {
                             return Err(RedexError::Corrupt {
@@ -319,6 +329,12 @@ impl DiskLog {
         };
         let next_seq = active.meta.end();
         let head_seq = head_seq_guess.min(next_seq);
+        if head_hint.is_some_and(|h| h > next_seq) {
+            // Retention had evicted events that a crash then cut off: the head must come
+            // back to the recovered end, or the next appends would count as evicted.
+            write_head_file(&dir, head_seq)?;
+            sync_dir(&dir)?;
+        }
         report.next_seq = next_seq;
         report.first_seq = head_seq;
         if report.truncated_records > 0 || report.truncated_bytes > 0 {
@@ -482,6 +498,12 @@ impl DiskLog {
         self.lock = None;
     }
 
+    /// Whether this log still holds its share of the directory lock (it does until a
+    /// successful close).
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
+    }
+
     /// Seals the active segment and starts a new one. Nothing is fsynced here (appends never
     /// wait for the disk unless the policy says so); the next sync covers the sealed
     /// segment and the new directory entries.
@@ -519,11 +541,15 @@ impl DiskLog {
             return Ok((meta, Arc::clone(&self.active.files)));
         }
         let i = self.sealed.partition_point(|m| m.end() <= seq);
-        let meta = *self.sealed.get(i).ok_or_else(|| RedexError::Corrupt {
-            file: self.dir.clone(),
-            seq,
-            reason: "no segment holds this sequence number".into(),
-        })?;
+        let meta = *self
+            .sealed
+            .get(i)
+            .filter(|m| m.first_seq <= seq)
+            .ok_or_else(|| RedexError::Corrupt {
+                file: self.dir.clone(),
+                seq,
+                reason: "no segment holds this sequence number".into(),
+            })?;
         if let Some((first, files)) = &self.cold
             && *first == meta.first_seq
         {
@@ -577,10 +603,15 @@ impl DiskLog {
     /// Moves the logical head to `head`, deleting whole segments that fall before it and
     /// recording it in the head file. Returns the bytes of disk space given back.
     pub fn evict_to(&mut self, head: u64, next_seq: u64) -> Result<u64, RedexError> {
+        // Record the new head first: if that fails, nothing has changed anywhere.
+        write_head_file(&self.dir, head)?;
         let mut freed = 0;
         if head >= next_seq && self.active.meta.count > 0 {
             // Everything is gone: start an empty segment so the old one can be deleted.
-            self.roll()?;
+            // If this fails, the old segment stays (its events are evicted all the same).
+            if let Err(e) = self.roll() {
+                tracing::warn!(channel = %self.channel, error = %e, "RedEX retention could not start a new segment; space is given back later");
+            }
         }
         while let Some(meta) = self.sealed.front().copied() {
             if meta.end() > head {
@@ -598,16 +629,22 @@ impl DiskLog {
             let stem = self.dir.join(segment_stem(meta.first_seq));
             for ext in ["idx", "dat", "ts"] {
                 let path = stem.with_extension(ext);
-                freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 match fs::remove_file(&path) {
-                    Ok(()) => {}
+                    Ok(()) => freed += len,
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(RedexError::io("remove", path, e)),
+                    // The events are evicted whatever happens to the files: a segment left
+                    // behind lies wholly before the head, and the first sweep after the
+                    // next open deletes it.
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "RedEX retention could not delete a segment file");
+                    }
                 }
             }
         }
-        write_head_file(&self.dir, head)?;
-        sync_dir(&self.dir)?;
+        if let Err(e) = sync_dir(&self.dir) {
+            tracing::warn!(channel = %self.channel, error = %e, "RedEX retention could not fsync the directory");
+        }
         Ok(freed)
     }
 
@@ -632,7 +669,7 @@ impl DiskLog {
         &self.dir
     }
 
-    /// Fsyncs completed (policy, `sync()`, `close()` and segment rolls).
+    /// Syncs completed (policy, `sync()`, `close()`, the interval task).
     pub fn fsyncs(&self) -> u64 {
         self.synced.fsyncs.load(Relaxed)
     }

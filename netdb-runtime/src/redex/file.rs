@@ -100,8 +100,10 @@ pub(crate) struct FileState {
     disk: Option<DiskLog>,
     pub closed: bool,
     /// Tails waiting for the next append, and the epoch that identifies this list.
-    wakers: Vec<Waker>,
+    wakers: Vec<Option<Waker>>,
     pub wake_epoch: u64,
+    /// Entries of `wakers` whose tail was dropped.
+    forgotten_wakers: usize,
     unsynced_events: u64,
     unsynced_bytes: u64,
     recovery: Option<super::RecoveryReport>,
@@ -140,22 +142,47 @@ impl FileState {
     pub fn register_waker(&mut self, waker: &Waker, slot: &mut Option<(u64, usize)>) {
         match *slot {
             Some((epoch, i)) if epoch == self.wake_epoch => {
-                if !self.wakers[i].will_wake(waker) {
-                    self.wakers[i] = waker.clone();
+                if !self.wakers[i].as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    self.wakers[i] = Some(waker.clone());
                 }
             }
             _ => {
                 *slot = Some((self.wake_epoch, self.wakers.len()));
-                self.wakers.push(waker.clone());
+                self.wakers.push(Some(waker.clone()));
             }
         }
     }
 
-    fn take_wakers(&mut self) -> Vec<Waker> {
+    /// Entries in the list of parked tails (for tests).
+    #[cfg(test)]
+    pub fn parked_entries(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// Forgets a dropped tail's waker, so parked-then-dropped tails do not pile up.
+    pub fn forget_waker(&mut self, slot: Option<(u64, usize)>) {
+        if let Some((epoch, i)) = slot
+            && epoch == self.wake_epoch
+            && let Some(w @ Some(_)) = self.wakers.get_mut(i)
+        {
+            *w = None;
+            self.forgotten_wakers += 1;
+            // Compact once most entries are forgotten. Live tails keep their entries but
+            // not their positions, so the epoch moves on and they register afresh.
+            if self.forgotten_wakers > 64 && self.forgotten_wakers * 2 > self.wakers.len() {
+                self.wakers.retain(Option::is_some);
+                self.wake_epoch += 1;
+                self.forgotten_wakers = 0;
+            }
+        }
+    }
+
+    fn take_wakers(&mut self) -> Vec<Option<Waker>> {
         if self.wakers.is_empty() {
             return Vec::new();
         }
         self.wake_epoch += 1;
+        self.forgotten_wakers = 0;
         std::mem::take(&mut self.wakers)
     }
 
@@ -258,7 +285,9 @@ impl Drop for FileInner {
     fn drop(&mut self) {
         self.stop_task.notify_one();
         let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(disk) = st.disk.as_mut()
+        // Only while the directory is still ours: after a successful close another `Redex`
+        // may own it (and a closed file has nothing staged).
+        if let Some(disk) = st.disk.as_mut().filter(|d| d.holds_lock())
             && let Err(e) = disk.flush()
         {
             tracing::error!(channel = %self.channel, error = %e, "RedEX could not write buffered events when the file was dropped");
@@ -279,7 +308,8 @@ impl Drop for FileInner {
 ///
 /// [`close`](Self::close) fsyncs and ends every tail once it has delivered the events that
 /// were appended before the close. Appends after a close fail with
-/// [`RedexError::Closed`]. Dropping the last handle writes staged events to the OS but does
+/// [`RedexError::Closed`]. Dropping the file (every handle and tail of it, and its `Redex`
+/// unless it was closed) writes staged events to the OS but does
 /// not fsync.
 #[derive(Clone)]
 pub struct RedexFile {
@@ -345,6 +375,7 @@ impl RedexFile {
             closed: false,
             wakers: Vec::new(),
             wake_epoch: 0,
+            forgotten_wakers: 0,
             unsynced_events: 0,
             unsynced_bytes: 0,
             recovery,
@@ -495,7 +526,7 @@ impl RedexFile {
         st.trim_hot(cfg.max_memory_bytes());
         let wakers = st.take_wakers();
         drop(guard);
-        for w in wakers {
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
         if let Some(handle) = sync {
@@ -508,7 +539,9 @@ impl RedexFile {
     }
 
     /// The events with sequence numbers in `[start, end)` (clamped to what exists), from
-    /// memory or disk. Fails with [`RedexError::Evicted`] if `start` was removed by
+    /// memory or disk. Large ranges are read a chunk at a time without holding up appends;
+    /// a retention sweep running meanwhile can therefore end the read with `Evicted` for a
+    /// seq inside the range. Fails with [`RedexError::Evicted`] if `start` was removed by
     /// retention, and with [`RedexError::Corrupt`] if a stored record fails its checksum.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<RedexEvent>, RedexError> {
         let end = end.min(self.next_seq());
@@ -638,10 +671,18 @@ impl RedexFile {
     /// `retention_max_bytes`, and while the oldest is older than `retention_max_age`.
     /// Whole disk segments that fall out are deleted, giving their space back. The new
     /// first seq is recorded on disk, so reopening does not bring evicted events back.
+    ///
+    /// Fails with [`RedexError::Closed`] after `close()`: the directory may belong to
+    /// another `Redex` by then.
     pub fn sweep_retention_at(&self, now: SystemTime) -> Result<RetentionReport, RedexError> {
         let cfg = &self.inner.config;
         let mut st = self.inner.lock();
         let st = &mut *st;
+        if st.closed {
+            return Err(RedexError::Closed {
+                channel: self.inner.channel.clone(),
+            });
+        }
         let count_head = cfg
             .retention_max_events()
             .map_or(0, |max| st.next_seq.saturating_sub(max));
@@ -704,32 +745,42 @@ impl RedexFile {
     /// Closes the file: fsyncs a persistent file, stops its interval task, ends its tails
     /// (after they deliver what was appended before), and removes it from its `Redex`.
     /// Calling it again does nothing.
+    ///
+    /// If writing or fsyncing fails, the error is returned, the file stays closed to
+    /// appends, and it keeps its hold on the directory (its staged events are not yet on
+    /// disk): call `close()` again to retry; dropping the file tries once more.
     pub fn close(&self) -> Result<(), RedexError> {
-        let (result, wakers) = {
+        let (result, wakers, first_close) = {
             let mut st = self.inner.lock();
-            if st.closed {
+            let first_close = !st.closed;
+            let pending = st.disk.as_ref().is_some_and(DiskLog::holds_lock);
+            if !first_close && !pending {
                 return Ok(());
             }
             st.closed = true;
             let result = match st.disk.as_mut() {
                 Some(disk) => {
                     let result = disk.flush_for_sync().and_then(|h| h.sync());
-                    // Tails may still drain from the files, but the directory is free for
-                    // the next opener as soon as close returns, whatever else holds this
-                    // file (a draining tail, the interval task waking up).
-                    disk.release_lock();
+                    if result.is_ok() {
+                        // Tails may still drain from the files, but the directory is free
+                        // for the next opener as soon as close returns, whatever else
+                        // holds this file (a draining tail, the interval task waking up).
+                        disk.release_lock();
+                    }
                     result
                 }
                 None => Ok(()),
             };
-            (result, st.take_wakers())
+            (result, st.take_wakers(), first_close)
         };
-        for w in wakers {
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
-        self.inner.stop_task.notify_one();
-        if let Some(registry) = self.inner.registry.upgrade() {
-            registry.forget(&self.inner);
+        if first_close {
+            self.inner.stop_task.notify_one();
+            if let Some(registry) = self.inner.registry.upgrade() {
+                registry.forget(&self.inner);
+            }
         }
         result
     }

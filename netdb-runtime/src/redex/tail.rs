@@ -54,6 +54,14 @@ impl RedexTail {
     }
 }
 
+impl Drop for RedexTail {
+    fn drop(&mut self) {
+        if self.waker_slot.is_some() {
+            self.file.lock().forget_waker(self.waker_slot);
+        }
+    }
+}
+
 impl Stream for RedexTail {
     type Item = Result<RedexEvent, RedexError>;
 
@@ -105,6 +113,46 @@ impl Stream for RedexTail {
                 this.done = true;
                 Poll::Ready(Some(Err(e)))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use futures_core::Stream;
+
+    use crate::redex::{Redex, RedexFileConfig};
+
+    #[test]
+    fn dropped_parked_tails_do_not_pile_up() {
+        let redex = Redex::new();
+        let file = redex
+            .open_file(&"parked".parse().unwrap(), RedexFileConfig::default())
+            .unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let live: Vec<_> = (0..3)
+            .map(|_| {
+                let mut t = file.tail(0);
+                assert!(Pin::new(&mut t).poll_next(&mut cx).is_pending());
+                t
+            })
+            .collect();
+        for _ in 0..10_000 {
+            let mut t = file.tail(0);
+            assert!(Pin::new(&mut t).poll_next(&mut cx).is_pending());
+        }
+        let entries = file.inner.lock().parked_entries();
+        assert!(entries < 200, "{entries} waker entries for 3 live tails");
+        // The live tails still hear about the next append.
+        file.append(b"x").unwrap();
+        for mut t in live {
+            assert!(matches!(
+                Pin::new(&mut t).poll_next(&mut cx),
+                Poll::Ready(Some(Ok(_)))
+            ));
         }
     }
 }
