@@ -3,7 +3,9 @@
 //! * [`redex`] — RedEX, the append-only log: in memory or on disk, with fsync policies,
 //!   torn-write recovery, retention and tails that never drop a slow reader.
 //!
-//! The CortEX fold driver and the `NetDb` façade build on it (later issues).
+//! * [`cortex`] — CortEX, the fold driver (in progress: the event header so far).
+//!
+//! The `NetDb` façade and the derives build on them (later issues).
 //!
 //! ```
 //! use netdb_runtime::redex::{Redex, RedexFileConfig};
@@ -19,6 +21,7 @@
 // read) carries its own `allow` and SAFETY note in `redex/clock.rs`.
 #![warn(missing_docs)]
 
+pub mod cortex;
 pub mod redex;
 
 /// The README's code blocks, compiled and run as doctests.
