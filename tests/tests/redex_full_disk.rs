@@ -119,3 +119,43 @@ fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
         check(&data, &cfg, written);
     }
 }
+
+#[test]
+fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN) on this machine");
+        return;
+    };
+    let ballast = disk.path.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 256 << 10]).expect("ballast");
+    let data = disk.path.join("data");
+    let cfg = RedexFileConfig::default()
+        .with_persistent(true)
+        .with_segment_max_bytes(64 << 10);
+    let redex = Redex::with_persistent_dir(&data).expect("open");
+    let file = redex
+        .open_file(&"full/disk".parse().unwrap(), cfg.clone())
+        .expect("open");
+    // Stage appends until a flush hits the full disk; the acknowledged ones stay staged.
+    let mut acked = 0u64;
+    while file.append(&payload(acked)).is_ok() {
+        acked += 1;
+        assert!(acked < 100_000, "the 1 MiB disk never filled up");
+    }
+    let err = file
+        .close()
+        .expect_err("close cannot write the staged events");
+    assert!(matches!(err, RedexError::Io { .. }), "{err}");
+    assert!(matches!(file.append(b"x"), Err(RedexError::Closed { .. })));
+    drop(redex);
+    // The staged events are not on disk yet, so the directory is still held.
+    assert!(matches!(
+        Redex::with_persistent_dir(&data),
+        Err(RedexError::Locked { .. })
+    ));
+    std::fs::remove_file(&ballast).expect("free space");
+    file.close()
+        .expect("the retried close writes and fsyncs everything");
+    drop(file);
+    check(&data, &cfg, acked);
+}
