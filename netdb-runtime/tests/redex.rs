@@ -880,3 +880,33 @@ fn a_failed_retention_sweep_changes_nothing() {
     assert_eq!(file.sweep_retention().unwrap().first_seq, 55);
     assert_contents(&file, 55, 60);
 }
+
+#[test]
+fn a_segment_retention_failed_to_delete_is_deleted_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = disk_cfg()
+        .with_segment_max_bytes(2048)
+        .with_retention_max_events(50);
+    let saved = tempfile::tempdir().unwrap();
+    {
+        let (_redex, file) = open_disk(dir.path(), cfg.clone());
+        fill(&file, 0, 200);
+        file.sync().unwrap();
+        // Keep a copy of the first segment, to put back as if its deletion had failed.
+        for ext in ["idx", "dat", "ts"] {
+            std::fs::copy(segment_file(dir.path(), 0, ext), saved.path().join(ext)).unwrap();
+        }
+        assert_eq!(file.sweep_retention().unwrap().first_seq, 150);
+        assert!(!segment_file(dir.path(), 0, "idx").exists());
+        file.close().unwrap();
+    }
+    for ext in ["idx", "dat", "ts"] {
+        std::fs::copy(saved.path().join(ext), segment_file(dir.path(), 0, ext)).unwrap();
+    }
+    let (_redex, file) = open_disk(dir.path(), cfg);
+    assert_contents(&file, 150, 200);
+    assert!(
+        !segment_file(dir.path(), 0, "idx").exists(),
+        "the leftover went at open"
+    );
+}

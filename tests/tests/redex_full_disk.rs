@@ -159,3 +159,45 @@ fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
     drop(file);
     check(&data, &cfg, acked);
 }
+
+#[test]
+fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN) on this machine");
+        return;
+    };
+    let ballast = disk.path.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 256 << 10]).expect("ballast");
+    let data = disk.path.join("data");
+    let cfg = RedexFileConfig::default()
+        .with_persistent(true)
+        .with_segment_max_bytes(64 << 10);
+    let channel = "full/disk".parse().unwrap();
+    let redex = Redex::with_persistent_dir(&data).expect("open");
+    let file = redex.open_file(&channel, cfg.clone()).expect("open");
+    let mut acked = 0u64;
+    while file.append(&payload(acked)).is_ok() {
+        acked += 1;
+        assert!(acked < 100_000, "the 1 MiB disk never filled up");
+    }
+    assert!(file.close().is_err());
+    // Reopening the channel first finishes the failed close, which still cannot write.
+    assert!(redex.open_file(&channel, cfg.clone()).is_err());
+    assert!(
+        file.sync().is_err(),
+        "sync retries the close instead of claiming success"
+    );
+    std::fs::remove_file(&ballast).expect("free space");
+    let reopened = redex
+        .open_file(&channel, cfg.clone())
+        .expect("the close completes, then the channel reopens");
+    assert_eq!(
+        reopened.next_seq(),
+        acked,
+        "nothing staged was lost or overwritten"
+    );
+    assert_eq!(reopened.append(&payload(acked)).expect("append"), acked);
+    reopened.close().expect("close");
+    drop((file, reopened, redex));
+    check(&data, &cfg, acked + 1);
+}

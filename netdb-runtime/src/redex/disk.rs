@@ -242,11 +242,25 @@ impl DiskLog {
         let mut active = None;
         for (k, &first) in seqs.iter().enumerate() {
             let next_first = seqs.get(k + 1).copied();
+            if let (Some(head), Some(n)) = (head_hint, next_first)
+                && n <= head
+            {
+                // Wholly evicted, left behind by a sweep that could not delete it.
+                remove_segment(&dir, first)?;
+                sync_dir(&dir)?;
+                continue;
+            }
             let Some(next_first) = next_first.filter(|&n| n <= mark) else {
                 // This segment may hold events past the sync mark: verify every record, cut
                 // at the first bad one past the mark, and drop the segments after it.
-                // Files missing here can only be a creation the crash interrupted.
+                // Files missing here can only be a creation the crash interrupted; the next
+                // sync makes the directory entries of any it re-creates durable.
                 let files = SegmentFiles::open(&dir, first, OpenMode::Repair)?;
+                synced
+                    .pending
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .1 = true;
                 let seg = verify_segment(
                     files,
                     first,
@@ -626,19 +640,12 @@ impl DiskLog {
             {
                 self.cold = None;
             }
-            let stem = self.dir.join(segment_stem(meta.first_seq));
-            for ext in ["idx", "dat", "ts"] {
-                let path = stem.with_extension(ext);
-                let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                match fs::remove_file(&path) {
-                    Ok(()) => freed += len,
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    // The events are evicted whatever happens to the files: a segment left
-                    // behind lies wholly before the head, and the first sweep after the
-                    // next open deletes it.
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "RedEX retention could not delete a segment file");
-                    }
+            // The events are evicted whatever happens to the files: a segment left behind
+            // lies wholly before the head, and the next open deletes it.
+            match remove_segment(&self.dir, meta.first_seq) {
+                Ok(bytes) => freed += bytes,
+                Err(e) => {
+                    tracing::warn!(channel = %self.channel, error = %e, "RedEX retention could not delete a segment");
                 }
             }
         }
@@ -792,19 +799,37 @@ impl SyncHandle {
             .serial
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (sealed, dir) = self.mark.take_pending();
-        let result = sync_files(&sealed, &self.files, dir.as_deref()).and_then(|()| {
+        let (sealed, dir_dirty) = std::mem::take(&mut *self.mark.pending());
+        let stems: Vec<PathBuf> = sealed
+            .iter()
+            .map(|&first| self.mark.dir.join(segment_stem(first)))
+            .collect();
+        let dir = dir_dirty.then_some(self.mark.dir.as_path());
+        let result = sync_files(&stems, &self.files, dir).and_then(|()| {
             self.mark.fsyncs.fetch_add(1, Relaxed);
-            if serial.frozen || self.through <= serial.mark {
-                return Ok(());
+            if serial.frozen {
+                return Err(RedexError::DurabilityUnknown {
+                    dir: self.mark.dir.clone(),
+                });
             }
-            self.mark.write(self.through)?;
-            serial.mark = self.through;
+            if self.through > serial.mark {
+                self.mark.write(self.through)?;
+                serial.mark = self.through;
+            }
             Ok(())
         });
         if result.is_err() {
-            serial.frozen = true;
-            self.mark.failures.fetch_add(1, Relaxed);
+            // Whatever this sync took stays owed to the next one.
+            let mut pending = self.mark.pending();
+            let later = std::mem::take(&mut pending.0);
+            pending.0 = sealed;
+            pending.0.extend(later);
+            pending.1 |= dir_dirty;
+            drop(pending);
+            if !serial.frozen {
+                serial.frozen = true;
+                self.mark.failures.fetch_add(1, Relaxed);
+            }
         }
         result
     }
@@ -912,15 +937,6 @@ impl SyncedMark {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn take_pending(&self) -> (Vec<PathBuf>, Option<PathBuf>) {
-        let (sealed, dirty) = std::mem::take(&mut *self.pending());
-        let stems = sealed
-            .into_iter()
-            .map(|first| self.dir.join(segment_stem(first)))
-            .collect();
-        (stems, dirty.then(|| self.dir.clone()))
     }
 }
 
@@ -1071,6 +1087,24 @@ fn scan_sealed(
         ));
     }
     Ok((meta, retained))
+}
+
+/// Deletes a segment's files, the index first: a segment exists through its index, so a
+/// failure part-way leaves either the whole segment or stray data files that are ignored.
+/// Returns the bytes given back.
+fn remove_segment(dir: &Path, first: u64) -> Result<u64, RedexError> {
+    let stem = dir.join(segment_stem(first));
+    let mut freed = 0;
+    for ext in ["idx", "dat", "ts"] {
+        let path = stem.with_extension(ext);
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match fs::remove_file(&path) {
+            Ok(()) => freed += len,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(RedexError::io("remove", path, e)),
+        }
+    }
+    Ok(freed)
 }
 
 /// Removes a segment that lies wholly in a torn tail, counting what it held.

@@ -135,6 +135,18 @@ pub enum RedexError {
         supported: &'static str,
     },
 
+    /// An earlier fsync of this file failed, so what is on stable storage is unknown.
+    #[error(
+        "an earlier fsync in {} failed, so the durability of its events is unknown (later \
+         fsyncs cannot prove it); close the file and open it again: recovery keeps exactly \
+         what the disk holds",
+        dir.display()
+    )]
+    DurabilityUnknown {
+        /// The channel directory.
+        dir: PathBuf,
+    },
+
     /// An I/O call failed.
     #[error("{op} {} failed: {source}", path.display())]
     Io {

@@ -139,16 +139,27 @@ impl FileState {
 
     /// Registers a tail's waker for the next append. `slot` remembers where it was put so a
     /// re-registration in the same epoch replaces it instead of growing the list.
-    pub fn register_waker(&mut self, waker: &Waker, slot: &mut Option<(u64, usize)>) {
+    ///
+    /// Returns the waker it displaced, to be dropped after the lock is released (dropping a
+    /// waker can run arbitrary code, such as another tail's `Drop`, which locks the file).
+    #[must_use]
+    pub fn register_waker(
+        &mut self,
+        waker: &Waker,
+        slot: &mut Option<(u64, usize)>,
+    ) -> Option<Waker> {
         match *slot {
             Some((epoch, i)) if epoch == self.wake_epoch => {
-                if !self.wakers[i].as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    self.wakers[i] = Some(waker.clone());
+                if self.wakers[i].as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    None
+                } else {
+                    self.wakers[i].replace(waker.clone())
                 }
             }
             _ => {
                 *slot = Some((self.wake_epoch, self.wakers.len()));
                 self.wakers.push(Some(waker.clone()));
+                None
             }
         }
     }
@@ -159,13 +170,16 @@ impl FileState {
         self.wakers.len()
     }
 
-    /// Forgets a dropped tail's waker, so parked-then-dropped tails do not pile up.
-    pub fn forget_waker(&mut self, slot: Option<(u64, usize)>) {
+    /// Forgets a dropped tail's waker, so parked-then-dropped tails do not pile up. Returns
+    /// the waker, to be dropped after the lock is released.
+    #[must_use]
+    pub fn forget_waker(&mut self, slot: Option<(u64, usize)>) -> Option<Waker> {
+        let mut forgotten = None;
         if let Some((epoch, i)) = slot
             && epoch == self.wake_epoch
             && let Some(w @ Some(_)) = self.wakers.get_mut(i)
         {
-            *w = None;
+            forgotten = w.take();
             self.forgotten_wakers += 1;
             // Compact once most entries are forgotten. Live tails keep their entries but
             // not their positions, so the epoch moves on and they register afresh.
@@ -175,6 +189,7 @@ impl FileState {
                 self.forgotten_wakers = 0;
             }
         }
+        forgotten
     }
 
     fn take_wakers(&mut self) -> Vec<Option<Waker>> {
@@ -425,7 +440,9 @@ impl RedexFile {
     /// unaffected and the next append or `sync()` retries their write. If the write succeeds
     /// but the policy's fsync fails, the event is in the log, its durability is unknown, and
     /// the error says so (`RedexError::Io` with `op` `"fsync"`, `"fsync directory"` or
-    /// `"write sync mark"`).
+    /// `"write sync mark"`). After one fsync failure every later fsync of the file reports
+    /// [`RedexError::DurabilityUnknown`] until it is reopened: a later fsync that succeeds
+    /// cannot prove that the earlier writes reached the disk.
     ///
     /// ```
     /// use netdb_runtime::redex::{Redex, RedexFileConfig};
@@ -636,7 +653,10 @@ impl RedexFile {
         let handle: SyncHandle = {
             let mut st = self.inner.lock();
             if st.closed {
-                return Ok(());
+                let pending = st.disk.as_ref().is_some_and(DiskLog::holds_lock);
+                drop(st);
+                // A close that could not write its staged events is retried, not skipped.
+                return if pending { self.close() } else { Ok(()) };
             }
             let Some(disk) = st.disk.as_mut() else {
                 return Ok(());
@@ -750,39 +770,56 @@ impl RedexFile {
     /// appends, and it keeps its hold on the directory (its staged events are not yet on
     /// disk): call `close()` again to retry; dropping the file tries once more.
     pub fn close(&self) -> Result<(), RedexError> {
-        let (result, wakers, first_close) = {
+        let (result, wakers, released) = {
             let mut st = self.inner.lock();
-            let first_close = !st.closed;
             let pending = st.disk.as_ref().is_some_and(DiskLog::holds_lock);
-            if !first_close && !pending {
+            if st.closed && !pending {
                 return Ok(());
             }
+            let first_close = !st.closed;
             st.closed = true;
             let result = match st.disk.as_mut() {
-                Some(disk) => {
-                    let result = disk.flush_for_sync().and_then(|h| h.sync());
-                    if result.is_ok() {
-                        // Tails may still drain from the files, but the directory is free
-                        // for the next opener as soon as close returns, whatever else
-                        // holds this file (a draining tail, the interval task waking up).
+                Some(disk) => match disk.flush_for_sync() {
+                    // Everything staged is with the OS: whatever the fsync says, there is
+                    // nothing left that only this file could write, so the directory is
+                    // free for the next opener as soon as close returns (a draining tail
+                    // or the interval task may still hold the file).
+                    Ok(handle) => {
+                        let synced = handle.sync();
                         disk.release_lock();
+                        synced
                     }
-                    result
-                }
+                    // Staged events could not be written: keep the directory, so nobody
+                    // else can write where they belong; a retried close writes them.
+                    Err(e) => Err(e),
+                },
                 None => Ok(()),
             };
-            (result, st.take_wakers(), first_close)
+            let released = !st.disk.as_ref().is_some_and(DiskLog::holds_lock);
+            let wakers = if first_close {
+                st.take_wakers()
+            } else {
+                Vec::new()
+            };
+            (result, wakers, released)
         };
         for w in wakers.into_iter().flatten() {
             w.wake();
         }
-        if first_close {
+        if released {
             self.inner.stop_task.notify_one();
             if let Some(registry) = self.inner.registry.upgrade() {
                 registry.forget(&self.inner);
             }
         }
         result
+    }
+
+    /// Whether a close failed to write staged events, so the file still holds them (and
+    /// the directory); `close()` retries.
+    pub(crate) fn close_pending(&self) -> bool {
+        let st = self.inner.lock();
+        st.closed && st.disk.as_ref().is_some_and(DiskLog::holds_lock)
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -179,9 +179,16 @@ impl Redex {
             });
         }
         let mut files = self.shared.files();
-        if let Some(file) = files.get(channel) {
+        if let Some(file) = files.get(channel).cloned() {
+            if file.close_pending() {
+                // A close that failed still holds events only it can write: finish it
+                // before anyone else writes to the channel.
+                drop(files);
+                file.close()?;
+                return self.open_file(channel, config);
+            }
             if *file.config() == config {
-                return Ok(file.clone());
+                return Ok(file);
             }
             return Err(RedexError::ConfigMismatch {
                 channel: channel.clone(),

@@ -57,7 +57,8 @@ impl RedexTail {
 impl Drop for RedexTail {
     fn drop(&mut self) {
         if self.waker_slot.is_some() {
-            self.file.lock().forget_waker(self.waker_slot);
+            let forgotten = self.file.lock().forget_waker(self.waker_slot);
+            drop(forgotten); // after the lock is released
         }
     }
 }
@@ -94,7 +95,9 @@ impl Stream for RedexTail {
                     this.done = true;
                     return Poll::Ready(None);
                 }
-                st.register_waker(cx.waker(), &mut this.waker_slot);
+                let displaced = st.register_waker(cx.waker(), &mut this.waker_slot);
+                drop(st);
+                drop(displaced); // after the lock is released
                 Poll::Pending
             }
             Err(RedexError::Evicted {
