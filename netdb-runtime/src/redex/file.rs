@@ -561,7 +561,13 @@ impl RedexFile {
     /// seq inside the range. Fails with [`RedexError::Evicted`] if `start` was removed by
     /// retention, and with [`RedexError::Corrupt`] if a stored record fails its checksum.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<RedexEvent>, RedexError> {
-        let end = end.min(self.next_seq());
+        let end = {
+            let st = self.inner.lock();
+            if start < st.head_seq {
+                return Err(st.evicted(&self.inner.channel, start));
+            }
+            end.min(st.next_seq)
+        };
         let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 16) as usize);
         let mut seq = start;
         while seq < end {
