@@ -50,7 +50,7 @@
 //! * **Single writer.** One `Redex` per directory: a second one, in this process or another,
 //!   gets [`RedexError::Locked`].
 //!
-//! The on-disk format is described in [`format`] and in the book's "On-disk format" chapter.
+//! The on-disk format is described in [`format`](mod@format) and in the book's "On-disk format" chapter.
 
 mod channel;
 mod clock;
