@@ -35,6 +35,62 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A mounted 1 MiB disk with 256 KiB of ballast to free later, and where the log goes.
+struct Setup {
+    disk: SmallDisk,
+    ballast: PathBuf,
+    data: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Option<Setup> {
+        let Some(disk) = SmallDisk::mount("1m") else {
+            eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN) on this machine");
+            return None;
+        };
+        let ballast = disk.path.join("ballast");
+        let data = disk.path.join("data");
+        let setup = Setup {
+            disk,
+            ballast,
+            data,
+        };
+        setup.add_ballast();
+        Some(setup)
+    }
+
+    fn add_ballast(&self) {
+        std::fs::write(&self.ballast, vec![0u8; 256 << 10]).expect("ballast");
+    }
+
+    fn free_space(&self) {
+        std::fs::remove_file(&self.ballast).expect("free space");
+        assert!(self.disk.path.exists());
+    }
+}
+
+fn config(policy: FsyncPolicy) -> RedexFileConfig {
+    RedexFileConfig::default()
+        .with_persistent(true)
+        .with_fsync_policy(policy)
+        .with_segment_max_bytes(64 << 10)
+}
+
+/// Appends until the disk refuses one; returns how many were acknowledged, and the error.
+fn fill_until_full(file: &netdb_runtime::redex::RedexFile) -> (u64, RedexError) {
+    let mut acked = 0u64;
+    loop {
+        match file.append(&payload(acked)) {
+            Ok(seq) => {
+                assert_eq!(seq, acked);
+                acked += 1;
+            }
+            Err(e) => return (acked, e),
+        }
+        assert!(acked < 100_000, "the 1 MiB disk never filled up");
+    }
+}
+
 fn payload(seq: u64) -> Vec<u8> {
     let mut p = seq.to_le_bytes().to_vec();
     p.resize(1000, (seq % 251) as u8);
@@ -57,38 +113,19 @@ fn check(dir: &Path, cfg: &RedexFileConfig, n: u64) {
 
 #[test]
 fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
-    let Some(disk) = SmallDisk::mount("1m") else {
-        eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN) on this machine");
-        return;
-    };
-    let ballast = disk.path.join("ballast");
-    std::fs::write(&ballast, vec![0u8; 256 << 10]).expect("ballast");
-    let data = disk.path.join("data");
+    let Some(setup) = Setup::new() else { return };
     for policy in [FsyncPolicy::EveryN(1), FsyncPolicy::Never] {
-        let _ = std::fs::remove_dir_all(&data);
-        if !ballast.exists() {
-            std::fs::write(&ballast, vec![0u8; 256 << 10]).expect("ballast");
+        let _ = std::fs::remove_dir_all(&setup.data);
+        if !setup.ballast.exists() {
+            setup.add_ballast();
         }
-        let cfg = RedexFileConfig::default()
-            .with_persistent(true)
-            .with_fsync_policy(policy)
-            .with_segment_max_bytes(64 << 10);
-        let redex = Redex::with_persistent_dir(&data).expect("open");
+        let cfg = config(policy);
+        let redex = Redex::with_persistent_dir(&setup.data).expect("open");
         let file = redex
             .open_file(&"full/disk".parse().unwrap(), cfg.clone())
             .expect("open");
         // Fill the disk. Under Never the error shows when a flush is due, not at once.
-        let mut written = 0u64;
-        let err = loop {
-            match file.append(&payload(written)) {
-                Ok(seq) => {
-                    assert_eq!(seq, written);
-                    written += 1;
-                }
-                Err(e) => break e,
-            }
-            assert!(written < 100_000, "the 1 MiB disk never filled up");
-        };
+        let (mut written, err) = fill_until_full(&file);
         match &err {
             RedexError::Io { op, source, .. } => {
                 assert!(op.starts_with("write") || op.starts_with("fsync"), "{err}");
@@ -107,7 +144,7 @@ fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
         assert_eq!(file.next_seq(), written);
 
         eprintln!("{policy:?}: disk full after {written} appends: {err}");
-        std::fs::remove_file(&ballast).expect("free space");
+        setup.free_space();
         assert_eq!(
             file.append(&payload(written))
                 .expect("append after freeing space"),
@@ -116,32 +153,20 @@ fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
         written += 1;
         file.close().expect("close writes and fsyncs everything");
         drop((file, redex));
-        check(&data, &cfg, written);
+        check(&setup.data, &cfg, written);
     }
 }
 
 #[test]
 fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
-    let Some(disk) = SmallDisk::mount("1m") else {
-        eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN) on this machine");
-        return;
-    };
-    let ballast = disk.path.join("ballast");
-    std::fs::write(&ballast, vec![0u8; 256 << 10]).expect("ballast");
-    let data = disk.path.join("data");
-    let cfg = RedexFileConfig::default()
-        .with_persistent(true)
-        .with_segment_max_bytes(64 << 10);
-    let redex = Redex::with_persistent_dir(&data).expect("open");
+    let Some(setup) = Setup::new() else { return };
+    let (data, cfg) = (&setup.data, config(FsyncPolicy::Never));
+    let redex = Redex::with_persistent_dir(data).expect("open");
     let file = redex
         .open_file(&"full/disk".parse().unwrap(), cfg.clone())
         .expect("open");
     // Stage appends until a flush hits the full disk; the acknowledged ones stay staged.
-    let mut acked = 0u64;
-    while file.append(&payload(acked)).is_ok() {
-        acked += 1;
-        assert!(acked < 100_000, "the 1 MiB disk never filled up");
-    }
+    let (acked, _) = fill_until_full(&file);
     let err = file
         .close()
         .expect_err("close cannot write the staged events");
@@ -150,36 +175,24 @@ fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
     drop(redex);
     // The staged events are not on disk yet, so the directory is still held.
     assert!(matches!(
-        Redex::with_persistent_dir(&data),
+        Redex::with_persistent_dir(data),
         Err(RedexError::Locked { .. })
     ));
-    std::fs::remove_file(&ballast).expect("free space");
+    setup.free_space();
     file.close()
         .expect("the retried close writes and fsyncs everything");
     drop(file);
-    check(&data, &cfg, acked);
+    check(data, &cfg, acked);
 }
 
 #[test]
 fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
-    let Some(disk) = SmallDisk::mount("1m") else {
-        eprintln!("skipped: mounting a tmpfs needs root (CAP_SYS_ADMIN) on this machine");
-        return;
-    };
-    let ballast = disk.path.join("ballast");
-    std::fs::write(&ballast, vec![0u8; 256 << 10]).expect("ballast");
-    let data = disk.path.join("data");
-    let cfg = RedexFileConfig::default()
-        .with_persistent(true)
-        .with_segment_max_bytes(64 << 10);
+    let Some(setup) = Setup::new() else { return };
+    let (data, cfg) = (&setup.data, config(FsyncPolicy::Never));
     let channel = "full/disk".parse().unwrap();
-    let redex = Redex::with_persistent_dir(&data).expect("open");
+    let redex = Redex::with_persistent_dir(data).expect("open");
     let file = redex.open_file(&channel, cfg.clone()).expect("open");
-    let mut acked = 0u64;
-    while file.append(&payload(acked)).is_ok() {
-        acked += 1;
-        assert!(acked < 100_000, "the 1 MiB disk never filled up");
-    }
+    let (acked, _) = fill_until_full(&file);
     assert!(file.close().is_err());
     // Reopening the channel first finishes the failed close, which still cannot write.
     assert!(redex.open_file(&channel, cfg.clone()).is_err());
@@ -187,7 +200,7 @@ fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
         file.sync().is_err(),
         "sync retries the close instead of claiming success"
     );
-    std::fs::remove_file(&ballast).expect("free space");
+    setup.free_space();
     let reopened = redex
         .open_file(&channel, cfg.clone())
         .expect("the close completes, then the channel reopens");
@@ -199,5 +212,5 @@ fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
     assert_eq!(reopened.append(&payload(acked)).expect("append"), acked);
     reopened.close().expect("close");
     drop((file, reopened, redex));
-    check(&data, &cfg, acked + 1);
+    check(data, &cfg, acked + 1);
 }
