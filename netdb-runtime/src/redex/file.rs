@@ -201,6 +201,24 @@ impl FileState {
         std::mem::take(&mut self.wakers)
     }
 
+    /// Whether the file still holds its share of the directory lock: always while open,
+    /// and after a close that could not write its staged events.
+    fn holds_dir(&self) -> bool {
+        self.disk.as_ref().is_some_and(DiskLog::holds_lock)
+    }
+
+    /// Hands staged events to the OS and returns the fsync to run after the lock is
+    /// released (`None` for an in-memory file). The policy's counters restart here.
+    fn prepare_sync(&mut self) -> Result<Option<SyncHandle>, RedexError> {
+        let Some(disk) = self.disk.as_mut() else {
+            return Ok(None);
+        };
+        let handle = disk.flush_for_sync()?;
+        self.unsynced_events = 0;
+        self.unsynced_bytes = 0;
+        Ok(Some(handle))
+    }
+
     fn evicted(&self, channel: &ChannelName, requested: u64) -> RedexError {
         RedexError::Evicted {
             channel: channel.clone(),
@@ -265,13 +283,9 @@ impl FileInner {
             if st.closed || st.unsynced_events == 0 {
                 return;
             }
-            let Some(disk) = st.disk.as_mut() else { return };
-            match disk.flush_for_sync() {
-                Ok(h) => {
-                    st.unsynced_events = 0;
-                    st.unsynced_bytes = 0;
-                    h
-                }
+            match st.prepare_sync() {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
                 Err(e) => {
                     tracing::error!(channel = %self.channel, error = %e, "RedEX interval fsync could not write; will retry");
                     return;
@@ -561,23 +575,14 @@ impl RedexFile {
     /// seq inside the range. Fails with [`RedexError::Evicted`] if `start` was removed by
     /// retention, and with [`RedexError::Corrupt`] if a stored record fails its checksum.
     pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<RedexEvent>, RedexError> {
-        let end = {
-            let st = self.inner.lock();
-            if start < st.head_seq {
-                return Err(st.evicted(&self.inner.channel, start));
-            }
-            end.min(st.next_seq)
-        };
-        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 16) as usize);
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(1 << 12) as usize);
         let mut seq = start;
-        while seq < end {
-            if self
-                .inner
-                .read_chunk(seq, end, usize::MAX, &mut out)?
-                .is_some()
-            {
-                break; // nothing more
-            }
+        // At least one call, so a start below the head is `Evicted` even for an empty range.
+        while self
+            .inner
+            .read_chunk(seq, end, usize::MAX, &mut out)?
+            .is_none()
+        {
             seq = out.last().map_or(end, |e| e.seq + 1);
         }
         Ok(out)
@@ -659,18 +664,15 @@ impl RedexFile {
         let handle: SyncHandle = {
             let mut st = self.inner.lock();
             if st.closed {
-                let pending = st.disk.as_ref().is_some_and(DiskLog::holds_lock);
+                let pending = st.holds_dir();
                 drop(st);
                 // A close that could not write its staged events is retried, not skipped.
                 return if pending { self.close() } else { Ok(()) };
             }
-            let Some(disk) = st.disk.as_mut() else {
-                return Ok(());
-            };
-            let h = disk.flush_for_sync()?;
-            st.unsynced_events = 0;
-            st.unsynced_bytes = 0;
-            h
+            match st.prepare_sync()? {
+                Some(h) => h,
+                None => return Ok(()),
+            }
         };
         self.inner.fsync(&handle)
     }
@@ -778,8 +780,7 @@ impl RedexFile {
     pub fn close(&self) -> Result<(), RedexError> {
         let (result, wakers, released) = {
             let mut st = self.inner.lock();
-            let pending = st.disk.as_ref().is_some_and(DiskLog::holds_lock);
-            if st.closed && !pending {
+            if st.closed && !st.holds_dir() {
                 return Ok(());
             }
             let first_close = !st.closed;
@@ -801,7 +802,7 @@ impl RedexFile {
                 },
                 None => Ok(()),
             };
-            let released = !st.disk.as_ref().is_some_and(DiskLog::holds_lock);
+            let released = !st.holds_dir();
             let wakers = if first_close {
                 st.take_wakers()
             } else {
@@ -825,7 +826,7 @@ impl RedexFile {
     /// the directory); `close()` retries.
     pub(crate) fn close_pending(&self) -> bool {
         let st = self.inner.lock();
-        st.closed && st.disk.as_ref().is_some_and(DiskLog::holds_lock)
+        st.closed && st.holds_dir()
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -100,17 +100,14 @@ impl Stream for RedexTail {
                 drop(displaced); // after the lock is released
                 Poll::Pending
             }
-            Err(RedexError::Evicted {
-                channel,
-                requested,
-                first_available,
-            }) => {
+            // Retention passed this tail: say so once, then go on from the oldest event.
+            Err(
+                e @ RedexError::Evicted {
+                    first_available, ..
+                },
+            ) => {
                 this.next = first_available;
-                Poll::Ready(Some(Err(RedexError::Evicted {
-                    channel,
-                    requested,
-                    first_available,
-                })))
+                Poll::Ready(Some(Err(e)))
             }
             Err(e) => {
                 this.done = true;
