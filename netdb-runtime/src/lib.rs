@@ -3,9 +3,11 @@
 //! * [`redex`] — RedEX, the append-only log: in memory or on disk, with fsync policies,
 //!   torn-write recovery, retention and tails that never drop a slow reader.
 //!
-//! * [`cortex`] — CortEX, the fold driver (in progress: the event header so far).
+//! * [`cortex`] — CortEX, the fold driver: model traits, the adapter, queries, indexes,
+//!   watches and versioned snapshots.
 //!
-//! The `NetDb` façade and the derives build on them (later issues).
+//! * [`netdb`] — the `NetDb` façade: several models under one handle, with whole-database
+//!   snapshot and restore.
 //!
 //! ```
 //! use netdb_runtime::redex::{Redex, RedexFileConfig};
@@ -22,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod cortex;
+pub mod netdb;
 pub mod redex;
 
 /// The README's code blocks, compiled and run as doctests.

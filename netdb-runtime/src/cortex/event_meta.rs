@@ -141,6 +141,16 @@ impl EventMeta {
         out.extend_from_slice(body);
     }
 
+    /// Fills in the header of `event`, whose first [`LEN`](Self::LEN) bytes are reserved for
+    /// it and the rest is the body: lets a writer encode the body in place.
+    pub(crate) fn write_header(&self, event: &mut [u8]) {
+        let (head, body) = event.split_at_mut(Self::LEN);
+        let header = self.header();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header), body);
+        head[..24].copy_from_slice(&header);
+        head[24..].copy_from_slice(&crc.to_le_bytes());
+    }
+
     /// The header followed by `body`.
     pub fn encode(&self, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::LEN + body.len());

@@ -80,6 +80,8 @@ pub use file::{
 };
 pub use tail::RedexTail;
 
+pub(crate) use clock::now_ns as clock_now_ns;
+
 use disk::DirLock;
 
 /// The manager of a set of RedEX files: in memory ([`Redex::new`]) or rooted in a directory

@@ -1,0 +1,821 @@
+//! The adapter: opens a model's log, runs its fold task, and serves state, writes, waits,
+//! watches and snapshots.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::{FutureExt, StreamExt};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::redex::{ChannelName, Redex, RedexError, RedexEvent, RedexFileConfig};
+
+use super::error::{CortexError, FoldError, FoldErrorKind, SnapshotError};
+use super::event_meta::{EventMeta, SeqOrTs};
+use super::log::{CortexLog, LogTail};
+use super::model::{CortexEvent, CortexModel, EventContext};
+use super::snapshot::{self, SnapshotInfo};
+use super::table::Table;
+use super::watch::{Registry, Watch, WatchStream};
+
+/// Where a fold starts reading its log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartAt {
+    /// From the first event still in the log: the usual replay.
+    #[default]
+    Beginning,
+    /// From this sequence number (earlier events are not folded).
+    Seq(u64),
+    /// From the next event appended after opening (the state starts empty).
+    Live,
+}
+
+/// What the fold does with an event it cannot apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FoldErrorPolicy {
+    /// Stop folding: the state stays at the last good event, `wait_for_seq` past it returns
+    /// [`CortexError::FoldStopped`]. Appends still succeed.
+    #[default]
+    Stop,
+    /// Skip the event (its changes undone), count it in
+    /// [`fold_errors`](CortexAdapter::fold_errors), and go on.
+    LogAndContinue,
+}
+
+/// What `open_from_snapshot` does when the snapshot cannot be restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SnapshotFallback {
+    /// Return the [`SnapshotError`].
+    #[default]
+    Fail,
+    /// Log a warning and rebuild the state by replaying the log from the beginning.
+    Replay,
+}
+
+/// How an adapter opens: see [`CortexAdapter::open_with_config`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CortexConfig {
+    start: StartAt,
+    policy: FoldErrorPolicy,
+    file: RedexFileConfig,
+    fallback: SnapshotFallback,
+    max_batch: usize,
+}
+
+impl Default for CortexConfig {
+    fn default() -> Self {
+        CortexConfig {
+            start: StartAt::Beginning,
+            policy: FoldErrorPolicy::Stop,
+            file: RedexFileConfig::default(),
+            fallback: SnapshotFallback::Fail,
+            max_batch: 1024,
+        }
+    }
+}
+
+impl CortexConfig {
+    /// Where the fold starts (ignored when restoring a snapshot: it starts after it).
+    pub fn with_start(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// What the fold does with an event it cannot apply.
+    pub fn with_fold_error_policy(mut self, policy: FoldErrorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The config the model's RedEX file is opened with.
+    pub fn with_file_config(mut self, file: RedexFileConfig) -> Self {
+        self.file = file;
+        self
+    }
+
+    /// What happens when a snapshot cannot be restored.
+    pub fn with_snapshot_fallback(mut self, fallback: SnapshotFallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// The most events the fold applies under one write lock when it is behind (default
+    /// 1024; at least 1).
+    pub fn with_max_batch(mut self, events: usize) -> Self {
+        self.max_batch = events.max(1);
+        self
+    }
+
+    /// The RedEX file config.
+    pub fn file_config(&self) -> &RedexFileConfig {
+        &self.file
+    }
+
+    /// The snapshot fallback.
+    pub fn snapshot_fallback(&self) -> SnapshotFallback {
+        self.fallback
+    }
+}
+
+/// How the adapter's state was initialised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreOutcome {
+    /// Opened without a snapshot.
+    Fresh,
+    /// Restored from a snapshot, then folded the events after it.
+    Snapshot(SnapshotInfo),
+    /// The snapshot could not be restored ([`SnapshotFallback::Replay`]): replayed the log.
+    Replayed {
+        /// Why the snapshot was not used.
+        reason: String,
+    },
+}
+
+/// The fold's error record: see [`CortexAdapter::fold_errors`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FoldErrors {
+    /// Events skipped under [`FoldErrorPolicy::LogAndContinue`].
+    pub skipped: u64,
+    /// The most recent errors (up to 32), oldest first.
+    pub recent: Vec<FoldError>,
+    /// The error that stopped the fold, if it stopped.
+    pub stopped: Option<FoldError>,
+}
+
+const RECENT_ERRORS: usize = 32;
+
+/// A batch the fold applied, as [`CortexAdapter::changes`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change<Id> {
+    /// Events through `through_seq` were folded; `ids` are the rows they changed (sorted).
+    Applied {
+        /// The last folded sequence number.
+        through_seq: u64,
+        /// The ids of the rows that changed.
+        ids: Arc<[Id]>,
+    },
+    /// This receiver fell behind and missed `batches` batches: re-read the state.
+    Lagged {
+        /// How many batches were missed.
+        batches: u64,
+    },
+}
+
+/// The model's state: read it with [`read`](Self::read). Only the fold writes it.
+pub struct SharedState<M: CortexModel> {
+    lock: RwLock<Table<M>>,
+}
+
+impl<M: CortexModel> fmt::Debug for SharedState<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.lock.try_read() {
+            Some(t) => t.fmt(f),
+            None => f.write_str("SharedState(<locked>)"),
+        }
+    }
+}
+
+impl<M: CortexModel> SharedState<M> {
+    /// Takes the read lock. Hold it briefly: the fold waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Table<M>> {
+        self.lock.read()
+    }
+}
+
+/// What the adapter handles, the fold task and watch streams share.
+pub(crate) struct Shared<M: CortexModel> {
+    pub(crate) state: Arc<SharedState<M>>,
+    pub(crate) watches: Mutex<Registry<M>>,
+    log: Arc<dyn CortexLog>,
+    origin_hash: u64,
+    policy: FoldErrorPolicy,
+    /// Last folded seq + 1; 0 when nothing is folded.
+    folded: AtomicU64,
+    stopped: OnceLock<FoldError>,
+    closed: AtomicBool,
+    notify: Notify,
+    changes: Mutex<Option<broadcast::Sender<Change<M::Id>>>>,
+    errors: Mutex<(u64, VecDeque<FoldError>)>,
+}
+
+impl<M: CortexModel> Shared<M> {
+    fn check(&self, seq: u64) -> Option<Result<(), CortexError>> {
+        if self.folded.load(Ordering::Acquire) > seq {
+            return Some(Ok(()));
+        }
+        if let Some(error) = self.stopped.get() {
+            return Some(Err(CortexError::FoldStopped {
+                channel: M::CHANNEL,
+                error: error.clone(),
+            }));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Some(Err(CortexError::Closed {
+                channel: M::CHANNEL,
+            }));
+        }
+        None
+    }
+
+    fn folded_through(&self) -> Option<u64> {
+        self.folded.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Marks the fold finished (closed or stopped): wakes waiters, ends watches and change
+    /// streams.
+    fn finish(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+        self.watches.lock().close();
+        self.changes.lock().take();
+    }
+
+    fn record_error(&self, error: FoldError) {
+        tracing::warn!(channel = M::CHANNEL, %error, "skipping an event the fold cannot apply");
+        let mut e = self.errors.lock();
+        e.0 += 1;
+        if e.1.len() == RECENT_ERRORS {
+            e.1.pop_front();
+        }
+        e.1.push_back(error);
+    }
+
+    fn stop(&self, error: FoldError) {
+        tracing::error!(channel = M::CHANNEL, %error, "the fold stopped");
+        let _ = self.stopped.set(error);
+        self.finish();
+    }
+
+    /// Decodes an event outside the state lock.
+    fn decode(ev: &RedexEvent) -> Result<(EventContext, M::Event), FoldErrorKind> {
+        let (meta, body) = EventMeta::decode(&ev.payload).map_err(FoldErrorKind::Header)?;
+        if meta.schema_version > M::SCHEMA.version {
+            return Err(FoldErrorKind::NewerSchema {
+                found: meta.schema_version,
+                current: M::SCHEMA.version,
+            });
+        }
+        let event = M::Event::decode_body(meta.dispatch, body).map_err(FoldErrorKind::Decode)?;
+        let ctx = EventContext {
+            seq: ev.seq,
+            log_timestamp_ns: ev.timestamp_ns,
+            meta,
+        };
+        Ok((ctx, event))
+    }
+
+    /// Applies a batch read from the tail. Returns `false` when the fold must end.
+    fn apply_batch(&self, items: &mut Vec<Result<RedexEvent, RedexError>>) -> bool {
+        let mut decoded = Vec::with_capacity(items.len());
+        let mut log_failure = None;
+        for item in items.drain(..) {
+            match item {
+                Ok(ev) => decoded.push((ev.seq, Self::decode(&ev))),
+                Err(RedexError::Evicted {
+                    requested,
+                    first_available,
+                    ..
+                }) => decoded.push((
+                    requested,
+                    Err(FoldErrorKind::Evicted {
+                        head: first_available,
+                    }),
+                )),
+                Err(RedexError::Closed { .. }) => {
+                    log_failure = Some(None);
+                    break;
+                }
+                Err(e) => {
+                    log_failure = Some(Some(e));
+                    break;
+                }
+            }
+        }
+
+        let track = self.watches.lock().len() > 0
+            || self
+                .changes
+                .lock()
+                .as_ref()
+                .is_some_and(|tx| tx.receiver_count() > 0);
+        let mut stop = None;
+        let mut skipped = Vec::new();
+        let touched = {
+            let mut t = self.state.lock.write();
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            t.set_tracking(track);
+            for (seq, item) in decoded {
+                let outcome = match item {
+                    Ok((ctx, event)) => {
+                        let mut tm = t.begin();
+                        let r = catch_unwind(AssertUnwindSafe(|| event.apply(&mut tm, &ctx)));
+                        let fault = t.finish();
+                        match (r, fault) {
+                            (Ok(Ok(())), None) => Ok(()),
+                            (Ok(Err(e)), _) => Err(FoldErrorKind::Rejected(e.to_string())),
+                            (Ok(Ok(())), Some(f)) => Err(FoldErrorKind::Misuse(f)),
+                            (Err(panic), _) => Err(FoldErrorKind::Panicked(panic_message(&*panic))),
+                        }
+                    }
+                    Err(kind) => Err(kind),
+                };
+                let folded_seq = match &outcome {
+                    // A gap is folded through the event before the new head.
+                    Err(FoldErrorKind::Evicted { head }) => head.saturating_sub(1),
+                    _ => seq,
+                };
+                if let Err(kind) = outcome {
+                    t.rollback();
+                    let error = FoldError { seq, kind };
+                    if self.policy == FoldErrorPolicy::Stop {
+                        stop = Some(error);
+                        break;
+                    }
+                    skipped.push(error);
+                }
+                t.set_folded_through(Some(folded_seq));
+            }
+            let touched = t.drain_touched();
+            self.folded.store(
+                t.folded_through_seq().map_or(0, |s| s + 1),
+                Ordering::Release,
+            );
+            touched
+        };
+        for e in skipped {
+            self.record_error(e);
+        }
+        if !touched.is_empty() {
+            let mut watches = self.watches.lock();
+            watches.on_batch(&self.state.read(), &touched);
+            drop(watches);
+            if let (Some(tx), Some(through_seq)) =
+                (self.changes.lock().as_ref(), self.folded_through())
+            {
+                let _ = tx.send(Change::Applied {
+                    through_seq,
+                    ids: touched.into(),
+                });
+            }
+        }
+        self.notify.notify_waiters();
+        if let Some(error) = stop {
+            self.stop(error);
+            return false;
+        }
+        match log_failure {
+            None => true,
+            Some(None) => false,
+            Some(Some(e)) => {
+                let seq = self.folded_through().map_or(0, |s| s + 1);
+                self.stop(FoldError {
+                    seq,
+                    kind: FoldErrorKind::Log(e.to_string()),
+                });
+                false
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+/// Ends the fold's bookkeeping however the task exits (end of log, stop, abort).
+struct ExitGuard<M: CortexModel>(Arc<Shared<M>>);
+
+impl<M: CortexModel> Drop for ExitGuard<M> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+async fn fold_task<M: CortexModel>(shared: Arc<Shared<M>>, mut tail: LogTail, max_batch: usize) {
+    let guard = ExitGuard(shared);
+    let shared = &guard.0;
+    let mut batch = Vec::new();
+    while let Some(first) = tail.next().await {
+        batch.push(first);
+        // Behind the log: take what is ready without waiting, and apply it under one lock.
+        while batch.len() < max_batch {
+            match tail.next().now_or_never() {
+                Some(Some(item)) => batch.push(item),
+                _ => break,
+            }
+        }
+        if !shared.apply_batch(&mut batch) {
+            return;
+        }
+    }
+}
+
+struct Handle<M: CortexModel> {
+    shared: Arc<Shared<M>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    restore: RestoreOutcome,
+    close_started: AtomicBool,
+}
+
+impl<M: CortexModel> Drop for Handle<M> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().take() {
+            task.abort();
+        }
+    }
+}
+
+/// A model's live state over its log: the fold, queries, writes, watches and snapshots.
+///
+/// Cloning gives another handle to the same adapter. When every handle is dropped the fold
+/// stops (the log stays open in its [`Redex`]); [`close`](Self::close) also closes the log.
+pub struct CortexAdapter<M: CortexModel> {
+    inner: Arc<Handle<M>>,
+}
+
+impl<M: CortexModel> Clone for CortexAdapter<M> {
+    fn clone(&self) -> Self {
+        CortexAdapter {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<M: CortexModel> fmt::Debug for CortexAdapter<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.inner.shared;
+        f.debug_struct("CortexAdapter")
+            .field("channel", &M::CHANNEL)
+            .field("folded_through", &s.folded_through())
+            .field("stopped", &s.stopped.get())
+            .field("closed", &s.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn channel_of<M: CortexModel>() -> Result<ChannelName, CortexError> {
+    ChannelName::new(M::CHANNEL).map_err(|source| CortexError::Channel {
+        channel: M::CHANNEL,
+        source,
+    })
+}
+
+impl<M: CortexModel> CortexAdapter<M> {
+    /// Opens the model's channel in `redex` (default config) and replays it from the start.
+    /// `origin_hash` identifies this writer in the events it appends.
+    pub fn open(redex: &Redex, origin_hash: u64) -> Result<Self, CortexError> {
+        Self::open_with_config(redex, origin_hash, CortexConfig::default())
+    }
+
+    /// Opens the model's channel with `config`.
+    pub fn open_with_config(
+        redex: &Redex,
+        origin_hash: u64,
+        config: CortexConfig,
+    ) -> Result<Self, CortexError> {
+        let log = redex.open_file(&channel_of::<M>()?, config.file.clone())?;
+        Self::open_on_log(Arc::new(log), origin_hash, config)
+    }
+
+    /// Opens over any [`CortexLog`] (the RedEX file config in `config` is not used).
+    pub fn open_on_log(
+        log: Arc<dyn CortexLog>,
+        origin_hash: u64,
+        config: CortexConfig,
+    ) -> Result<Self, CortexError> {
+        let from = match config.start {
+            StartAt::Beginning => 0,
+            StartAt::Seq(s) => s,
+            StartAt::Live => log.next_seq(),
+        };
+        Self::start(
+            log,
+            origin_hash,
+            &config,
+            Table::default(),
+            from,
+            RestoreOutcome::Fresh,
+        )
+    }
+
+    /// Restores the state from `bytes` (a [`snapshot`](Self::snapshot)) and folds the events
+    /// after `last_seq`.
+    pub fn open_from_snapshot(
+        redex: &Redex,
+        origin_hash: u64,
+        bytes: &[u8],
+        last_seq: Option<u64>,
+    ) -> Result<Self, CortexError> {
+        Self::open_from_snapshot_with_config(
+            redex,
+            origin_hash,
+            bytes,
+            last_seq,
+            CortexConfig::default(),
+        )
+    }
+
+    /// [`open_from_snapshot`](Self::open_from_snapshot) with a config; its
+    /// [`SnapshotFallback`] decides what a snapshot that cannot be restored does.
+    pub fn open_from_snapshot_with_config(
+        redex: &Redex,
+        origin_hash: u64,
+        bytes: &[u8],
+        last_seq: Option<u64>,
+        config: CortexConfig,
+    ) -> Result<Self, CortexError> {
+        let log = redex.open_file(&channel_of::<M>()?, config.file.clone())?;
+        Self::open_from_snapshot_on_log(Arc::new(log), origin_hash, bytes, last_seq, config)
+    }
+
+    /// [`open_from_snapshot_with_config`](Self::open_from_snapshot_with_config) over any
+    /// [`CortexLog`].
+    pub fn open_from_snapshot_on_log(
+        log: Arc<dyn CortexLog>,
+        origin_hash: u64,
+        bytes: &[u8],
+        last_seq: Option<u64>,
+        config: CortexConfig,
+    ) -> Result<Self, CortexError> {
+        let restored = snapshot::decode::<M>(bytes).and_then(|(info, rows)| {
+            if info.last_seq != last_seq {
+                return Err(SnapshotError::SeqMismatch {
+                    given: last_seq,
+                    recorded: info.last_seq,
+                });
+            }
+            let from = last_seq.map_or(0, |s| s + 1);
+            let log_next = log.next_seq();
+            if from > log_next {
+                return Err(SnapshotError::AheadOfLog {
+                    channel: M::CHANNEL.to_owned(),
+                    last_seq: from - 1,
+                    log_next,
+                });
+            }
+            Ok((info, rows, from))
+        });
+        match restored {
+            Ok((info, rows, from)) => {
+                let table = Table::from_rows(rows, info.last_seq);
+                let outcome = RestoreOutcome::Snapshot(info);
+                Self::start(log, origin_hash, &config, table, from, outcome)
+            }
+            Err(e) if config.fallback == SnapshotFallback::Replay => {
+                tracing::warn!(
+                    channel = M::CHANNEL,
+                    error = %e,
+                    "snapshot not restored; replaying the log instead"
+                );
+                let outcome = RestoreOutcome::Replayed {
+                    reason: e.to_string(),
+                };
+                Self::start(log, origin_hash, &config, Table::default(), 0, outcome)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn start(
+        log: Arc<dyn CortexLog>,
+        origin_hash: u64,
+        config: &CortexConfig,
+        table: Table<M>,
+        from: u64,
+        restore: RestoreOutcome,
+    ) -> Result<Self, CortexError> {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Err(CortexError::NoRuntime {
+                channel: M::CHANNEL,
+            });
+        };
+        let folded = table.folded_through_seq().map_or(0, |s| s + 1);
+        let (tx, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            state: Arc::new(SharedState {
+                lock: RwLock::new(table),
+            }),
+            watches: Mutex::new(Registry::default()),
+            log: Arc::clone(&log),
+            origin_hash,
+            policy: config.policy,
+            folded: AtomicU64::new(folded),
+            stopped: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            notify: Notify::new(),
+            changes: Mutex::new(Some(tx)),
+            errors: Mutex::new((0, VecDeque::new())),
+        });
+        let tail = log.tail(from);
+        let task = rt.spawn(fold_task(Arc::clone(&shared), tail, config.max_batch));
+        Ok(CortexAdapter {
+            inner: Arc::new(Handle {
+                shared,
+                task: Mutex::new(Some(task)),
+                restore,
+                close_started: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared<M>> {
+        &self.inner.shared
+    }
+
+    /// The state the fold maintains. Queries take its read lock:
+    /// `adapter.state().read().find_unique(&id)`.
+    pub fn state(&self) -> Arc<SharedState<M>> {
+        Arc::clone(&self.shared().state)
+    }
+
+    /// The log the adapter folds.
+    pub fn log(&self) -> &Arc<dyn CortexLog> {
+        &self.shared().log
+    }
+
+    /// How the state was initialised.
+    pub fn restore_outcome(&self) -> &RestoreOutcome {
+        &self.inner.restore
+    }
+
+    /// The last sequence number folded into the state (`None`: none yet).
+    pub fn folded_through_seq(&self) -> Option<u64> {
+        self.shared().folded_through()
+    }
+
+    /// Appends an event; returns its sequence number. The state reflects it once the fold
+    /// has applied it: await [`wait_for_seq`](Self::wait_for_seq) to read your write.
+    ///
+    /// Appends succeed while the fold is stopped: the log is the source of truth.
+    pub fn append(&self, event: &M::Event) -> Result<u64, CortexError> {
+        let mut buf = Vec::with_capacity(128);
+        self.encode(event, &mut buf)?;
+        Ok(self.shared().log.append(&buf)?)
+    }
+
+    /// Appends events all or nothing; returns their sequence numbers.
+    pub fn append_batch(&self, events: &[M::Event]) -> Result<Range<u64>, CortexError> {
+        let mut bufs = Vec::with_capacity(events.len());
+        for e in events {
+            let mut buf = Vec::with_capacity(128);
+            self.encode(e, &mut buf)?;
+            bufs.push(buf);
+        }
+        let refs: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
+        Ok(self.shared().log.append_batch(&refs)?)
+    }
+
+    /// Appends an event and waits until the fold has applied it.
+    pub async fn append_and_wait(&self, event: &M::Event) -> Result<u64, CortexError> {
+        let seq = self.append(event)?;
+        self.wait_for_seq(seq).await?;
+        Ok(seq)
+    }
+
+    fn encode(&self, event: &M::Event, buf: &mut Vec<u8>) -> Result<(), CortexError> {
+        buf.resize(EventMeta::LEN, 0);
+        event
+            .encode_body(buf)
+            .map_err(|source| CortexError::Encode {
+                channel: M::CHANNEL,
+                source,
+            })?;
+        EventMeta {
+            dispatch: event.dispatch(),
+            schema_version: M::SCHEMA.version,
+            origin_hash: self.shared().origin_hash,
+            seq_or_ts: SeqOrTs::TimestampNs(crate::redex::clock_now_ns()),
+        }
+        .write_header(buf);
+        Ok(())
+    }
+
+    /// Returns once the fold has applied event `seq`. Returns an error at once if the fold
+    /// has stopped before it ([`CortexError::FoldStopped`]) or the adapter is closed
+    /// ([`CortexError::Closed`]).
+    pub async fn wait_for_seq(&self, seq: u64) -> Result<(), CortexError> {
+        let shared = self.shared();
+        if let Some(r) = shared.check(seq) {
+            return r;
+        }
+        loop {
+            let mut notified = pin!(shared.notify.notified());
+            notified.as_mut().enable();
+            if let Some(r) = shared.check(seq) {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    /// [`wait_for_seq`](Self::wait_for_seq) giving up after `timeout` with
+    /// [`CortexError::Timeout`].
+    pub async fn wait_for_seq_timeout(
+        &self,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<(), CortexError> {
+        match tokio::time::timeout(timeout, self.wait_for_seq(seq)).await {
+            Ok(r) => r,
+            Err(_) => Err(CortexError::Timeout {
+                channel: M::CHANNEL,
+                seq,
+                folded: self.folded_through_seq(),
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// What the fold could not apply: skipped events, recent errors, and the stop error.
+    pub fn fold_errors(&self) -> FoldErrors {
+        let s = self.shared();
+        let e = s.errors.lock();
+        FoldErrors {
+            skipped: e.0,
+            recent: e.1.iter().cloned().collect(),
+            stopped: s.stopped.get().cloned(),
+        }
+    }
+
+    /// Whether the fold is still running.
+    pub fn is_folding(&self) -> bool {
+        !self.shared().closed.load(Ordering::Acquire)
+    }
+
+    /// A stream of the batches the fold applies. A receiver that falls more than 1024
+    /// batches behind gets [`Change::Lagged`]. It ends when the fold ends.
+    pub fn changes(&self) -> impl Stream<Item = Change<M::Id>> + Send + Unpin + 'static {
+        let rx = self.shared().changes.lock().as_ref().map(|tx| tx.subscribe());
+        Box::pin(futures_util::stream::unfold(rx, |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Ok(c) => Some((c, Some(rx))),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    Some((Change::Lagged { batches: n }, Some(rx)))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        }))
+    }
+
+    /// A watch builder: chain filters, order and limit, then `.stream()`.
+    pub fn watch(&self) -> M::Watch {
+        Watch::new(Arc::clone(self.shared())).into()
+    }
+
+    /// The current result of `watcher` and a stream of its later results, with no repeat of
+    /// the current one.
+    pub fn snapshot_and_watch(&self, watcher: impl Into<Watch<M>>) -> (Vec<M>, WatchStream<M>) {
+        watcher.into().snapshot_and_stream()
+    }
+
+    /// The state as snapshot bytes, and the last sequence number folded into it. Restore
+    /// with [`open_from_snapshot`](Self::open_from_snapshot).
+    pub fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
+        let t = self.shared().state.read();
+        let bytes = snapshot::encode(&t).map_err(|source| CortexError::Encode {
+            channel: M::CHANNEL,
+            source,
+        })?;
+        Ok((bytes, t.folded_through_seq()))
+    }
+
+    /// Stops the fold and closes the log (which fsyncs it). The state stays readable; waits
+    /// and watches end. Calling it again does nothing.
+    pub fn close(&self) -> Result<(), CortexError> {
+        if self.inner.close_started.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let shared = self.shared();
+        {
+            // Under the write lock: no batch is half applied, and none starts after this.
+            let _t = shared.state.lock.write();
+            shared.closed.store(true, Ordering::Release);
+        }
+        if let Some(task) = self.inner.task.lock().take() {
+            task.abort();
+        }
+        shared.finish();
+        shared.log.close()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,384 @@
+//! The model traits: the contract between the runtime and generated code.
+//!
+//! See the [module documentation](super) for how the pieces fit together.
+
+use std::cmp::Ordering;
+use std::fmt::Debug;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApplyError, EventDecodeError};
+use super::index::Plan;
+use super::query::Query;
+use super::table::TableMut;
+use super::watch::Watch;
+
+/// A record type whose rows a CortEX fold keeps, keyed by id.
+///
+/// `#[derive(CortexModel)]` implements it; everything else in CortEX is generic over it.
+pub trait CortexModel:
+    Clone + PartialEq + Debug + Send + Sync + Serialize + DeserializeOwned + 'static
+{
+    /// The row key.
+    type Id: Clone + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static;
+    /// The model's events: how the log changes the rows.
+    type Event: CortexEvent<Self>;
+    /// The filter type the `where_*` builders fill in.
+    type Filter: ModelFilter<Self>;
+    /// The model's orderings (always including id ascending and descending).
+    type OrderBy: ModelOrder<Self>;
+    /// The model's secondary indexes (use `()` for none).
+    type Indexes: IndexSet<Self>;
+    /// The query builder `Table::query` returns: the runtime's [`Query`] or a typed wrapper
+    /// around it adding `where_*` methods.
+    type Query<'a>: From<Query<'a, Self>>;
+    /// The watch builder `CortexAdapter::watch` returns: the runtime's [`Watch`] or a typed
+    /// wrapper around it.
+    type Watch: From<Watch<Self>>;
+
+    /// The RedEX channel the model's events live on, e.g. `"cortex/tasks"`.
+    const CHANNEL: &'static str;
+    /// The schema: version, field list and fingerprint.
+    const SCHEMA: Schema;
+
+    /// The row's id.
+    fn id(&self) -> &Self::Id;
+
+    /// Calls `out` with the route hash of every value `field` holds in this row (one value
+    /// for a plain field, one per element for a collection). The watch engine uses it to
+    /// find the watchers a changed row can affect; `field` is a number the model's
+    /// [`ModelFilter::route`] hands out. The default routes nothing.
+    fn route_hashes(&self, field: u16, out: &mut dyn FnMut(u64)) {
+        let _ = (field, out);
+    }
+
+    /// Snapshot migrations from older schema versions. The default has none.
+    fn migrations() -> &'static [Migration<Self>] {
+        &[]
+    }
+}
+
+/// An event type of a model: encoding, decoding, and its effect on the rows.
+pub trait CortexEvent<M: CortexModel>: Sized + Send + Debug + 'static {
+    /// The event's dispatch code (in [`dispatch::USER_FIRST`](super::dispatch::USER_FIRST)
+    /// ..= [`dispatch::USER_LAST`](super::dispatch::USER_LAST), or one of the reserved codes
+    /// for generated create / update / delete events).
+    fn dispatch(&self) -> u16;
+
+    /// Appends the encoded body (without the [`EventMeta`](super::EventMeta) header) to `out`.
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error>;
+
+    /// Decodes a body written by [`encode_body`](Self::encode_body) for `dispatch`.
+    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError>;
+
+    /// Applies the event to the rows. Returning an error, or panicking, undoes every change
+    /// this call made and reports the event to the adapter's
+    /// [`FoldErrorPolicy`](super::FoldErrorPolicy).
+    fn apply(self, table: &mut TableMut<'_, M>, ctx: &EventContext) -> Result<(), ApplyError>;
+}
+
+/// What the fold knows about the event being applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventContext {
+    /// The event's sequence number in the log.
+    pub seq: u64,
+    /// When the log stored it, in nanoseconds since the Unix epoch.
+    pub log_timestamp_ns: u64,
+    /// The header the writer put in front of it.
+    pub meta: super::EventMeta,
+}
+
+/// A filter over rows: what `where_*` builders produce.
+pub trait ModelFilter<M: CortexModel>:
+    Clone + Default + Debug + PartialEq + Send + Sync + 'static
+{
+    /// Whether `row` passes every clause.
+    fn matches(&self, row: &M) -> bool;
+
+    /// Offers the planner the candidate id sets the model's indexes hold for this filter's
+    /// clauses. The planner keeps the smallest; every candidate is still tested with
+    /// [`matches`](Self::matches), so an offer only has to be a superset of the answer.
+    fn plan<'i>(&'i self, indexes: &'i M::Indexes, plan: &mut Plan<'i, M::Id>) {
+        let _ = (indexes, plan);
+    }
+
+    /// A field and the route hashes of the values a row must hold in it to match, if the
+    /// filter requires one (an equality or membership clause). Watchers with a route are
+    /// re-evaluated only for rows that hash to one of the values.
+    fn route(&self) -> Option<Route> {
+        None
+    }
+
+    /// Whether the filter has no clause (matches every row).
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A filter that matches every row, for models with no filterable fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NoFilter;
+
+impl<M: CortexModel> ModelFilter<M> for NoFilter {
+    fn matches(&self, _: &M) -> bool {
+        true
+    }
+}
+
+/// A field number and hashes of values: see [`ModelFilter::route`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The field, numbered by the model.
+    pub field: u16,
+    /// The route hashes ([`route_hash`]) of the values that can match.
+    pub hashes: Vec<u64>,
+}
+
+/// Ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// An ordering of rows: the model's `OrderBy` enum.
+///
+/// Every ordering is total: rows with equal keys are ordered by id, in the ordering's
+/// direction. So an index walk and a sort give the same sequence.
+pub trait ModelOrder<M: CortexModel>: Clone + Debug + PartialEq + Send + Sync + 'static {
+    /// The id-ascending ordering (the default of queries and watches).
+    fn id_asc() -> Self;
+
+    /// `Some(direction)` if this is an id ordering.
+    fn id_direction(&self) -> Option<Direction>;
+
+    /// Compares two rows: by key in the ordering's direction, then by id in the same
+    /// direction. [`order_by_key`] implements that for one key.
+    fn compare(&self, a: &M, b: &M) -> Ordering;
+
+    /// The ids in this order, walked from an ordered index, if one backs the ordering.
+    fn walk<'i>(&self, indexes: &'i M::Indexes) -> Option<IdWalk<'i, M::Id>> {
+        let _ = indexes;
+        None
+    }
+}
+
+/// Ids in order, from an ordered index.
+pub type IdWalk<'i, Id> = Box<dyn Iterator<Item = &'i Id> + 'i>;
+
+/// Compares two rows by one key, then by id, both in `direction`: the comparator of a
+/// keyed ordering.
+pub fn order_by_key<K: Ord + ?Sized, Id: Ord>(
+    direction: Direction,
+    (a_key, a_id): (&K, &Id),
+    (b_key, b_id): (&K, &Id),
+) -> Ordering {
+    let asc = a_key.cmp(b_key).then_with(|| a_id.cmp(b_id));
+    match direction {
+        Direction::Asc => asc,
+        Direction::Desc => asc.reverse(),
+    }
+}
+
+/// The orderings of a model with only id orderings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IdOrder {
+    /// Id ascending.
+    #[default]
+    IdAsc,
+    /// Id descending.
+    IdDesc,
+}
+
+impl<M: CortexModel> ModelOrder<M> for IdOrder {
+    fn id_asc() -> Self {
+        IdOrder::IdAsc
+    }
+    fn id_direction(&self) -> Option<Direction> {
+        Some(match self {
+            IdOrder::IdAsc => Direction::Asc,
+            IdOrder::IdDesc => Direction::Desc,
+        })
+    }
+    fn compare(&self, a: &M, b: &M) -> Ordering {
+        let asc = a.id().cmp(b.id());
+        match self {
+            IdOrder::IdAsc => asc,
+            IdOrder::IdDesc => asc.reverse(),
+        }
+    }
+}
+
+/// A model's secondary indexes, maintained by the table on every row change.
+///
+/// Generated code holds one [`HashIndex`](super::HashIndex),
+/// [`OrderedIndex`](super::OrderedIndex) or [`InvertedIndex`](super::InvertedIndex) per
+/// indexed field and forwards these calls to each.
+pub trait IndexSet<M: CortexModel>: Default + Debug + Send + Sync + 'static {
+    /// Adds `row` (stored under `id`).
+    fn insert(&mut self, id: &M::Id, row: &M);
+    /// Removes `row` (stored under `id`); `row` is the value that was inserted.
+    fn remove(&mut self, id: &M::Id, row: &M);
+    /// Replaces `old` with `new` under `id`. The default removes then inserts.
+    fn update(&mut self, id: &M::Id, old: &M, new: &M) {
+        self.remove(id, old);
+        self.insert(id, new);
+    }
+}
+
+impl<M: CortexModel> IndexSet<M> for () {
+    fn insert(&mut self, _: &M::Id, _: &M) {}
+    fn remove(&mut self, _: &M::Id, _: &M) {}
+    fn update(&mut self, _: &M::Id, _: &M, _: &M) {}
+}
+
+/// A model's schema: the version the author declares, and a fingerprint of the fields that
+/// catches a change made without bumping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// The declared version (starts at 1; bump it whenever the fields change).
+    pub version: u16,
+    /// The fields, in declaration order.
+    pub fields: &'static [Field],
+    /// [`fingerprint`] of the fields.
+    pub fingerprint: u64,
+}
+
+impl Schema {
+    /// A schema with its fingerprint computed from `fields`.
+    pub const fn new(version: u16, fields: &'static [Field]) -> Schema {
+        Schema {
+            version,
+            fields,
+            fingerprint: fingerprint(fields),
+        }
+    }
+}
+
+/// One field of a [`Schema`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// The field name.
+    pub name: &'static str,
+    /// The field's type as written in the source, normalised (no spaces).
+    pub ty: &'static str,
+}
+
+/// A 64-bit FNV-1a hash over every field's name and type, with separators: the schema
+/// fingerprint. Stable across builds, platforms and compiler versions.
+pub const fn fingerprint(fields: &[Field]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    const fn feed(mut h: u64, bytes: &[u8]) -> u64 {
+        let mut i = 0;
+        while i < bytes.len() {
+            h ^= bytes[i] as u64;
+            h = h.wrapping_mul(PRIME);
+            i += 1;
+        }
+        h
+    }
+    let mut h = OFFSET;
+    let mut i = 0;
+    while i < fields.len() {
+        h = feed(h, fields[i].name.as_bytes());
+        h = feed(h, b":");
+        h = feed(h, fields[i].ty.as_bytes());
+        h = feed(h, b";");
+        i += 1;
+    }
+    h
+}
+
+/// How to read a snapshot written by an older schema version.
+#[derive(Debug)]
+pub struct Migration<M> {
+    /// The schema version this migration reads.
+    pub from_version: u16,
+    /// That version's fingerprint, if known: a snapshot whose fingerprint differs is
+    /// refused rather than misread.
+    pub from_fingerprint: Option<u64>,
+    /// Decodes the postcard-encoded rows of that version into current rows.
+    pub decode: fn(&[u8]) -> Result<Vec<M>, postcard::Error>,
+}
+
+/// Decodes rows of an older type `Old` and converts each with `Into`: the usual
+/// [`Migration::decode`].
+pub fn migrate_rows<Old, M>(body: &[u8]) -> Result<Vec<M>, postcard::Error>
+where
+    Old: DeserializeOwned + Into<M>,
+{
+    let old: Vec<Old> = postcard::from_bytes(body)?;
+    Ok(old.into_iter().map(Into::into).collect())
+}
+
+/// The hash the watch engine routes by: stable within a process, fast on small keys.
+pub fn route_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut h = FxHasher::default();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// A small multiplicative hasher for in-process maps keyed by ids and hashes (not
+/// resistant to adversarial keys; nothing here is keyed by untrusted input alone).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = self.hash.wrapping_add(word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash.rotate_left(26)
+    }
+}
+
+/// `HashMap` / `HashSet` hasher state for the runtime's internal maps.
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;

@@ -1,0 +1,215 @@
+//! The snapshot envelope: a self-describing wrapper around a model's postcard-encoded rows.
+//!
+//! ```text
+//! magic     8 bytes   "NDBSNAP\0"
+//! header    postcard  { format: u8 = 1, channel: String, schema_version: u16,
+//!                       fingerprint: u64, last_seq: Option<u64>, rows: u64,
+//!                       body_len: u64, body_crc32c: u32 }
+//! body      postcard  Vec<Row> (in id order), `body_len` bytes
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::SnapshotError;
+use super::model::CortexModel;
+use super::table::Table;
+
+/// The first eight bytes of every snapshot.
+pub(crate) const MAGIC: &[u8; 8] = b"NDBSNAP\0";
+/// The envelope format this build writes and reads.
+const FORMAT: u8 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: u8,
+    channel: String,
+    schema_version: u16,
+    fingerprint: u64,
+    last_seq: Option<u64>,
+    rows: u64,
+    body_len: u64,
+    body_crc32c: u32,
+}
+
+/// What a snapshot's envelope says about it, read without decoding the rows.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// The model's channel.
+    pub channel: String,
+    /// The schema version that wrote it.
+    pub schema_version: u16,
+    /// That schema's fingerprint.
+    pub fingerprint: u64,
+    /// The last event folded into it.
+    pub last_seq: Option<u64>,
+    /// How many rows it holds.
+    pub rows: u64,
+}
+
+impl fmt::Debug for SnapshotInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotInfo")
+            .field("channel", &self.channel)
+            .field("schema_version", &self.schema_version)
+            .field("fingerprint", &format_args!("{:#018x}", self.fingerprint))
+            .field("last_seq", &self.last_seq)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// Encodes `table` into an envelope.
+pub(crate) fn encode<M: CortexModel>(table: &Table<M>) -> Result<Vec<u8>, postcard::Error> {
+    let body = postcard::to_stdvec(&RowsRef(table))?;
+    let header = Header {
+        format: FORMAT,
+        channel: M::CHANNEL.to_owned(),
+        schema_version: M::SCHEMA.version,
+        fingerprint: M::SCHEMA.fingerprint,
+        last_seq: table.folded_through_seq(),
+        rows: table.len() as u64,
+        body_len: body.len() as u64,
+        body_crc32c: crc32c::crc32c(&body),
+    };
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(MAGIC);
+    out = postcard::to_io(&header, out)?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+struct RowsRef<'a, M: CortexModel>(&'a Table<M>);
+
+impl<M: CortexModel> Serialize for RowsRef<'_, M> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+/// Reads an envelope's header and returns it with the verified body.
+fn open(bytes: &[u8]) -> Result<(SnapshotInfo, &[u8]), SnapshotError> {
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(SnapshotError::NotASnapshot)?;
+    // Read the format byte on its own first, so a newer envelope is reported as such rather
+    // than as a header that does not decode.
+    match rest.first() {
+        Some(&FORMAT) => {}
+        Some(&found) => {
+            return Err(SnapshotError::UnsupportedFormat {
+                found,
+                supported: FORMAT,
+            });
+        }
+        None => {
+            return Err(SnapshotError::Corrupt {
+                reason: "it ends after the magic".into(),
+            });
+        }
+    }
+    let (header, body): (Header, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| SnapshotError::Corrupt {
+            reason: format!("the header does not decode ({e})"),
+        })?;
+    if body.len() as u64 != header.body_len {
+        return Err(SnapshotError::Corrupt {
+            reason: format!(
+                "the body is {} bytes, the header says {}",
+                body.len(),
+                header.body_len
+            ),
+        });
+    }
+    let crc = crc32c::crc32c(body);
+    if crc != header.body_crc32c {
+        return Err(SnapshotError::Corrupt {
+            reason: format!(
+                "the body checksum is {crc:#010x}, the header says {:#010x}",
+                header.body_crc32c
+            ),
+        });
+    }
+    let info = SnapshotInfo {
+        channel: header.channel,
+        schema_version: header.schema_version,
+        fingerprint: header.fingerprint,
+        last_seq: header.last_seq,
+        rows: header.rows,
+    };
+    Ok((info, body))
+}
+
+/// Reads a snapshot's envelope (and verifies its checksum) without decoding the rows.
+pub fn inspect(bytes: &[u8]) -> Result<SnapshotInfo, SnapshotError> {
+    open(bytes).map(|(info, _)| info)
+}
+
+/// Decodes an envelope into rows of the current schema, migrating older versions.
+pub(crate) fn decode<M: CortexModel>(
+    bytes: &[u8],
+) -> Result<(SnapshotInfo, Vec<M>), SnapshotError> {
+    let (info, body) = open(bytes)?;
+    let channel = M::CHANNEL;
+    if info.channel != channel {
+        return Err(SnapshotError::WrongModel {
+            expected: channel.to_owned(),
+            found: info.channel,
+        });
+    }
+    let current = M::SCHEMA;
+    let decode_err = |source| SnapshotError::Decode {
+        channel: channel.to_owned(),
+        version: info.schema_version,
+        source,
+    };
+    let rows = if info.schema_version == current.version {
+        if info.fingerprint != current.fingerprint {
+            return Err(SnapshotError::SchemaChanged {
+                channel: channel.to_owned(),
+                version: current.version,
+                expected: current.fingerprint,
+                found: info.fingerprint,
+            });
+        }
+        postcard::from_bytes::<Vec<M>>(body).map_err(decode_err)?
+    } else if info.schema_version > current.version {
+        return Err(SnapshotError::NewerVersion {
+            channel: channel.to_owned(),
+            found: info.schema_version,
+            current: current.version,
+        });
+    } else {
+        let migration = M::migrations()
+            .iter()
+            .find(|m| m.from_version == info.schema_version)
+            .ok_or_else(|| SnapshotError::NoMigration {
+                channel: channel.to_owned(),
+                found: info.schema_version,
+                current: current.version,
+            })?;
+        if let Some(expected) = migration.from_fingerprint
+            && expected != info.fingerprint
+        {
+            return Err(SnapshotError::MigrationMismatch {
+                channel: channel.to_owned(),
+                version: info.schema_version,
+                expected,
+                found: info.fingerprint,
+            });
+        }
+        (migration.decode)(body).map_err(decode_err)?
+    };
+    if rows.len() as u64 != info.rows {
+        return Err(SnapshotError::Corrupt {
+            reason: format!(
+                "the body holds {} rows, the header says {}",
+                rows.len(),
+                info.rows
+            ),
+        });
+    }
+    Ok((info, rows))
+}

@@ -1,0 +1,289 @@
+//! The materialized state of a model: rows by id, their indexes, and the bookkeeping the
+//! fold needs (what it touched, how to undo a failed event).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::model::{CortexModel, IndexSet, ModelFilter};
+use super::query::{Query, QuerySpec};
+
+/// The rows of a model `M`, with its indexes: the state a [`CortexAdapter`] folds into.
+///
+/// Readers get it through [`SharedState::read`]; only the fold changes it, through
+/// [`TableMut`] in an event's [`apply`](super::CortexEvent::apply).
+///
+/// [`CortexAdapter`]: super::CortexAdapter
+pub struct Table<M: CortexModel> {
+    rows: BTreeMap<M::Id, Arc<M>>,
+    indexes: M::Indexes,
+    folded_through: Option<u64>,
+    /// Rows as they were before the current event changed them, in change order.
+    journal: Vec<(M::Id, Option<Arc<M>>)>,
+    /// Ids changed since the fold last drained them (only while `track` is on).
+    touched: Vec<M::Id>,
+    track: bool,
+    /// A misuse of the table by the current event, reported once it returns.
+    fault: Option<String>,
+}
+
+impl<M: CortexModel> fmt::Debug for Table<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("channel", &M::CHANNEL)
+            .field("rows", &self.rows.len())
+            .field("folded_through", &self.folded_through)
+            .finish()
+    }
+}
+
+impl<M: CortexModel> Default for Table<M> {
+    fn default() -> Self {
+        Table {
+            rows: BTreeMap::new(),
+            indexes: M::Indexes::default(),
+            folded_through: None,
+            journal: Vec::new(),
+            touched: Vec::new(),
+            track: false,
+            fault: None,
+        }
+    }
+}
+
+impl<M: CortexModel> Table<M> {
+    /// A table holding `rows` (later duplicates of an id replace earlier ones).
+    pub(crate) fn from_rows(rows: Vec<M>, folded_through: Option<u64>) -> Self {
+        let mut t = Table {
+            folded_through,
+            ..Table::default()
+        };
+        for row in rows {
+            let id = row.id().clone();
+            let row = Arc::new(row);
+            if let Some(old) = t.rows.insert(id.clone(), Arc::clone(&row)) {
+                t.indexes.remove(&id, &old);
+            }
+            t.indexes.insert(&id, &row);
+        }
+        t
+    }
+
+    /// The row with `id`.
+    pub fn find_unique(&self, id: &M::Id) -> Option<&M> {
+        self.rows.get(id).map(|r| &**r)
+    }
+
+    /// The row with `id`, shared (no copy of the row).
+    pub fn get_arc(&self, id: &M::Id) -> Option<Arc<M>> {
+        self.rows.get(id).cloned()
+    }
+
+    /// Every row matching `filter`, in id order.
+    pub fn find_many(&self, filter: &M::Filter) -> Vec<M> {
+        self.query_with(filter.clone()).collect()
+    }
+
+    /// How many rows match `filter`.
+    pub fn count_where(&self, filter: &M::Filter) -> usize {
+        self.query_with(filter.clone()).count()
+    }
+
+    /// Whether any row matches `filter`.
+    pub fn exists_where(&self, filter: &M::Filter) -> bool {
+        self.query_with(filter.clone()).exists()
+    }
+
+    /// A query builder over the rows.
+    pub fn query(&self) -> M::Query<'_> {
+        Query::new(self, QuerySpec::default()).into()
+    }
+
+    fn query_with(&self, filter: M::Filter) -> Query<'_, M> {
+        Query::new(
+            self,
+            QuerySpec {
+                filter,
+                ..QuerySpec::default()
+            },
+        )
+    }
+
+    /// Every row, in id order, borrowed.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &M> + ExactSizeIterator + '_ {
+        self.rows.values().map(|r| &**r)
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The sequence number of the last event folded into this state (`None`: none yet).
+    pub fn folded_through_seq(&self) -> Option<u64> {
+        self.folded_through
+    }
+
+    /// The model's indexes (for inspection; the table maintains them).
+    pub fn indexes(&self) -> &M::Indexes {
+        &self.indexes
+    }
+
+    pub(crate) fn rows(&self) -> &BTreeMap<M::Id, Arc<M>> {
+        &self.rows
+    }
+
+    pub(crate) fn set_folded_through(&mut self, seq: Option<u64>) {
+        self.folded_through = seq;
+    }
+
+    pub(crate) fn set_tracking(&mut self, on: bool) {
+        self.track = on;
+        if !on {
+            self.touched.clear();
+        }
+    }
+
+    /// Ids changed since the last call, sorted, without duplicates.
+    pub(crate) fn drain_touched(&mut self) -> Vec<M::Id> {
+        let mut t = std::mem::take(&mut self.touched);
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// Starts an event: changes from here on can be undone with [`rollback`](Self::rollback).
+    pub(crate) fn begin(&mut self) -> TableMut<'_, M> {
+        self.journal.clear();
+        self.fault = None;
+        TableMut { table: self }
+    }
+
+    /// Keeps the current event's changes. Returns the fault the event left, if any (the
+    /// caller then rolls back).
+    pub(crate) fn finish(&mut self) -> Option<String> {
+        let fault = self.fault.take();
+        if fault.is_none() {
+            self.journal.clear();
+        }
+        fault
+    }
+
+    /// Undoes the current event's changes.
+    pub(crate) fn rollback(&mut self) {
+        self.fault = None;
+        while let Some((id, before)) = self.journal.pop() {
+            let now = self.rows.remove(&id);
+            if let Some(now) = &now {
+                self.indexes.remove(&id, now);
+            }
+            if let Some(before) = before {
+                self.indexes.insert(&id, &before);
+                self.rows.insert(id, before);
+            }
+        }
+    }
+
+    fn touch(&mut self, id: &M::Id, before: Option<Arc<M>>) {
+        self.journal.push((id.clone(), before));
+        if self.track {
+            self.touched.push(id.clone());
+        }
+    }
+}
+
+/// Write access to a [`Table`] for the event being applied.
+///
+/// Every change goes through here, so indexes, change tracking and undo are kept for every
+/// model without generated or user code doing anything.
+pub struct TableMut<'t, M: CortexModel> {
+    table: &'t mut Table<M>,
+}
+
+impl<M: CortexModel> fmt::Debug for TableMut<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TableMut").field(&self.table).finish()
+    }
+}
+
+impl<M: CortexModel> std::ops::Deref for TableMut<'_, M> {
+    type Target = Table<M>;
+    fn deref(&self) -> &Table<M> {
+        self.table
+    }
+}
+
+impl<M: CortexModel> TableMut<'_, M> {
+    /// Inserts `row`, replacing the row with the same id. Returns the row it replaced.
+    pub fn insert(&mut self, row: M) -> Option<Arc<M>> {
+        let id = row.id().clone();
+        let row = Arc::new(row);
+        let t = &mut *self.table;
+        let old = t.rows.insert(id.clone(), Arc::clone(&row));
+        match &old {
+            Some(old) => t.indexes.update(&id, old, &row),
+            None => t.indexes.insert(&id, &row),
+        }
+        t.touch(&id, old.clone());
+        old
+    }
+
+    /// Changes the row with `id` in place. Returns `false` (and calls nothing) when there is
+    /// no such row. Changing the row's id is refused: the event fails and is undone.
+    pub fn update(&mut self, id: &M::Id, change: impl FnOnce(&mut M)) -> bool {
+        let t = &mut *self.table;
+        let Some(old) = t.rows.get(id) else {
+            return false;
+        };
+        let old = Arc::clone(old);
+        let mut new = M::clone(&old);
+        change(&mut new);
+        if new.id() != id {
+            t.fault.get_or_insert_with(|| {
+                format!(
+                    "update of row {id:?} changed its id to {:?}; ids are immutable \
+                     (remove the row and insert a new one instead)",
+                    new.id()
+                )
+            });
+            return true;
+        }
+        if new == *old {
+            return true;
+        }
+        let new = Arc::new(new);
+        t.indexes.update(id, &old, &new);
+        t.rows.insert(id.clone(), new);
+        t.touch(id, Some(old));
+        true
+    }
+
+    /// Removes the row with `id`, returning it.
+    pub fn remove(&mut self, id: &M::Id) -> Option<Arc<M>> {
+        let t = &mut *self.table;
+        let old = t.rows.remove(id)?;
+        t.indexes.remove(id, &old);
+        t.touch(id, Some(Arc::clone(&old)));
+        Some(old)
+    }
+
+    /// Removes every row matching `filter`; returns how many.
+    pub fn remove_where(&mut self, filter: &M::Filter) -> usize {
+        let ids: Vec<M::Id> = self
+            .table
+            .rows
+            .iter()
+            .filter(|(_, r)| filter.matches(r))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.remove(id);
+        }
+        ids.len()
+    }
+}

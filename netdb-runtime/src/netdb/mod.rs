@@ -1,0 +1,304 @@
+//! NetDb: several model adapters under one handle, with whole-database snapshot and restore.
+//!
+//! `#[derive(NetDb)]` generates a typed struct with an accessor per model on top of this;
+//! the runtime type works on its own too:
+//!
+//! ```
+//! # use netdb_runtime::netdb::NetDb;
+//! # use netdb_runtime::redex::Redex;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let redex = Redex::new();
+//! let db = NetDb::builder().origin_hash(7).open(&redex)?; // add models with .model::<M>()
+//! let bundle = db.snapshot()?;
+//! let restored = NetDb::builder().origin_hash(7).open_from_snapshot(&redex, &bundle);
+//! # drop(restored);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Restart behaviour is each adapter's: opened without a bundle, every model replays its
+//! whole log; restored from a bundle, each model folds only the events after its snapshot.
+//! Models are snapshotted one after another, each at its own folded seq: a bundle is
+//! consistent per model, not across models.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cortex::{CortexAdapter, CortexConfig, CortexError, CortexModel, SnapshotError};
+use crate::redex::Redex;
+
+/// The first eight bytes of every bundle.
+const MAGIC: &[u8; 8] = b"NDBBUNDL";
+const FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct BundleBody {
+    format: u8,
+    models: Vec<BundleEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BundleEntry {
+    channel: String,
+    last_seq: Option<u64>,
+    envelope: Vec<u8>,
+}
+
+trait AnyAdapter: Send + Sync + fmt::Debug {
+    fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError>;
+    fn close(&self) -> Result<(), CortexError>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
+    fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
+        CortexAdapter::snapshot(self)
+    }
+    fn close(&self) -> Result<(), CortexError> {
+        CortexAdapter::close(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+type OpenFn = fn(&Redex, u64, Option<(&[u8], Option<u64>)>, CortexConfig)
+    -> Result<Box<dyn AnyAdapter>, CortexError>;
+
+fn open_model<M: CortexModel>(
+    redex: &Redex,
+    origin: u64,
+    snapshot: Option<(&[u8], Option<u64>)>,
+    config: CortexConfig,
+) -> Result<Box<dyn AnyAdapter>, CortexError> {
+    let adapter = match snapshot {
+        Some((bytes, last_seq)) => CortexAdapter::<M>::open_from_snapshot_with_config(
+            redex, origin, bytes, last_seq, config,
+        )?,
+        None => CortexAdapter::<M>::open_with_config(redex, origin, config)?,
+    };
+    Ok(Box::new(adapter))
+}
+
+struct ModelSpec {
+    channel: &'static str,
+    type_id: TypeId,
+    config: CortexConfig,
+    open: OpenFn,
+}
+
+/// The models a [`NetDb`] opens, and how.
+pub struct NetDbBuilder {
+    origin_hash: u64,
+    models: Vec<ModelSpec>,
+}
+
+impl fmt::Debug for NetDbBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let channels: Vec<_> = self.models.iter().map(|m| m.channel).collect();
+        f.debug_struct("NetDbBuilder")
+            .field("origin_hash", &self.origin_hash)
+            .field("models", &channels)
+            .finish()
+    }
+}
+
+impl NetDbBuilder {
+    /// The origin hash every adapter stamps on the events it appends (default 0).
+    pub fn origin_hash(mut self, origin_hash: u64) -> Self {
+        self.origin_hash = origin_hash;
+        self
+    }
+
+    /// Adds model `M` with the default [`CortexConfig`].
+    pub fn model<M: CortexModel>(self) -> Self {
+        self.model_with_config::<M>(CortexConfig::default())
+    }
+
+    /// Adds model `M` with `config`.
+    pub fn model_with_config<M: CortexModel>(mut self, config: CortexConfig) -> Self {
+        self.models.push(ModelSpec {
+            channel: M::CHANNEL,
+            type_id: TypeId::of::<M>(),
+            config,
+            open: open_model::<M>,
+        });
+        self
+    }
+
+    fn check(&self) -> Result<(), CortexError> {
+        for (i, m) in self.models.iter().enumerate() {
+            if self.models[..i].iter().any(|o| o.type_id == m.type_id || o.channel == m.channel) {
+                return Err(CortexError::DuplicateModel { channel: m.channel });
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens every model; each replays its log.
+    pub fn open(self, redex: &Redex) -> Result<NetDb, CortexError> {
+        self.check()?;
+        let mut models = Vec::with_capacity(self.models.len());
+        for m in self.models {
+            let adapter = (m.open)(redex, self.origin_hash, None, m.config)?;
+            models.push((m.channel, m.type_id, adapter));
+        }
+        Ok(NetDb {
+            redex: redex.clone(),
+            models,
+        })
+    }
+
+    /// Opens every model from its snapshot in `bundle` (a [`NetDb::snapshot`]); each folds
+    /// only the events after its snapshot. A model missing from the bundle is an error
+    /// unless its config says [`SnapshotFallback::Replay`](crate::cortex::SnapshotFallback);
+    /// snapshots of models the builder does not name are ignored.
+    pub fn open_from_snapshot(self, redex: &Redex, bundle: &[u8]) -> Result<NetDb, CortexError> {
+        self.check()?;
+        let body = decode_bundle(bundle)?;
+        let mut models = Vec::with_capacity(self.models.len());
+        for m in self.models {
+            let entry = body.models.iter().find(|e| e.channel == m.channel);
+            let adapter = match entry {
+                Some(e) => (m.open)(
+                    redex,
+                    self.origin_hash,
+                    Some((&e.envelope, e.last_seq)),
+                    m.config,
+                )?,
+                None if m.config.snapshot_fallback() == crate::cortex::SnapshotFallback::Replay => {
+                    tracing::warn!(channel = m.channel, "no snapshot in the bundle; replaying");
+                    (m.open)(redex, self.origin_hash, None, m.config)?
+                }
+                None => {
+                    return Err(SnapshotError::MissingModel {
+                        channel: m.channel.to_owned(),
+                    }
+                    .into());
+                }
+            };
+            models.push((m.channel, m.type_id, adapter));
+        }
+        for e in &body.models {
+            if !models.iter().any(|(c, ..)| *c == e.channel) {
+                tracing::warn!(channel = %e.channel, "the bundle holds a model this NetDb does not open; ignored");
+            }
+        }
+        Ok(NetDb {
+            redex: redex.clone(),
+            models,
+        })
+    }
+}
+
+fn decode_bundle(bytes: &[u8]) -> Result<BundleBody, SnapshotError> {
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(SnapshotError::NotASnapshot)?;
+    match rest.first() {
+        Some(&FORMAT) => {}
+        Some(&found) => {
+            return Err(SnapshotError::UnsupportedFormat {
+                found,
+                supported: FORMAT,
+            });
+        }
+        None => {
+            return Err(SnapshotError::Corrupt {
+                reason: "the bundle ends after its magic".into(),
+            });
+        }
+    }
+    postcard::from_bytes(rest).map_err(|e| SnapshotError::Corrupt {
+        reason: format!("the bundle does not decode ({e})"),
+    })
+}
+
+/// Model adapters under one handle: see the [module documentation](self).
+pub struct NetDb {
+    redex: Redex,
+    models: Vec<(&'static str, TypeId, Box<dyn AnyAdapter>)>,
+}
+
+impl fmt::Debug for NetDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let channels: Vec<_> = self.models.iter().map(|m| m.0).collect();
+        f.debug_struct("NetDb").field("models", &channels).finish()
+    }
+}
+
+impl NetDb {
+    /// A builder: name the models, then `open` or `open_from_snapshot`.
+    pub fn builder() -> NetDbBuilder {
+        NetDbBuilder {
+            origin_hash: 0,
+            models: Vec::new(),
+        }
+    }
+
+    /// Opens `builder`'s models from `bundle`: the same as
+    /// [`NetDbBuilder::open_from_snapshot`].
+    pub fn open_from_snapshot(
+        redex: &Redex,
+        bundle: &[u8],
+        builder: NetDbBuilder,
+    ) -> Result<NetDb, CortexError> {
+        builder.open_from_snapshot(redex, bundle)
+    }
+
+    /// The adapter of model `M`.
+    pub fn adapter<M: CortexModel>(&self) -> Result<&CortexAdapter<M>, CortexError> {
+        self.models
+            .iter()
+            .find(|(_, t, _)| *t == TypeId::of::<M>())
+            .and_then(|(_, _, a)| a.as_any().downcast_ref())
+            .ok_or(CortexError::UnknownModel { channel: M::CHANNEL })
+    }
+
+    /// The channels of the models, in builder order.
+    pub fn channels(&self) -> Vec<&'static str> {
+        self.models.iter().map(|m| m.0).collect()
+    }
+
+    /// The log manager the models live in.
+    pub fn redex(&self) -> &Redex {
+        &self.redex
+    }
+
+    /// One blob holding every model's snapshot, each in its own versioned envelope.
+    pub fn snapshot(&self) -> Result<Vec<u8>, CortexError> {
+        let mut models = Vec::with_capacity(self.models.len());
+        for (channel, _, a) in &self.models {
+            let (envelope, last_seq) = a.snapshot()?;
+            models.push(BundleEntry {
+                channel: (*channel).to_owned(),
+                last_seq,
+                envelope,
+            });
+        }
+        let body = BundleBody {
+            format: FORMAT,
+            models,
+        };
+        let mut out = MAGIC.to_vec();
+        out = postcard::to_io(&body, out).map_err(|source| CortexError::Encode {
+            channel: "netdb bundle",
+            source,
+        })?;
+        Ok(out)
+    }
+
+    /// Closes every model (each fsyncs its log). Returns the first error after trying all.
+    pub fn close(&self) -> Result<(), CortexError> {
+        let mut first = None;
+        for (_, _, a) in &self.models {
+            if let Err(e) = a.close() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
