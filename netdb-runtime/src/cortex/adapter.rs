@@ -764,7 +764,12 @@ impl<M: CortexModel> CortexAdapter<M> {
     /// A stream of the batches the fold applies. A receiver that falls more than 1024
     /// batches behind gets [`Change::Lagged`]. It ends when the fold ends.
     pub fn changes(&self) -> impl Stream<Item = Change<M::Id>> + Send + Unpin + 'static {
-        let rx = self.shared().changes.lock().as_ref().map(|tx| tx.subscribe());
+        let rx = self
+            .shared()
+            .changes
+            .lock()
+            .as_ref()
+            .map(|tx| tx.subscribe());
         Box::pin(futures_util::stream::unfold(rx, |rx| async move {
             let mut rx = rx?;
             match rx.recv().await {

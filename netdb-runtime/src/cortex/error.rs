@@ -74,7 +74,9 @@ pub enum CortexError {
         channel: &'static str,
     },
     /// A NetDb was asked for a model it was not opened with.
-    #[error("this NetDb has no model on channel {channel}; add it to the builder with .model::<M>()")]
+    #[error(
+        "this NetDb has no model on channel {channel}; add it to the builder with .model::<M>()"
+    )]
     UnknownModel {
         /// The channel asked for.
         channel: &'static str,

@@ -70,8 +70,8 @@ mod table;
 mod watch;
 
 pub use adapter::{
-    Change, CortexAdapter, CortexConfig, FoldErrorPolicy, FoldErrors, RestoreOutcome,
-    SharedState, SnapshotFallback, StartAt,
+    Change, CortexAdapter, CortexConfig, FoldErrorPolicy, FoldErrors, RestoreOutcome, SharedState,
+    SnapshotFallback, StartAt,
 };
 pub use error::{
     ApplyError, CortexError, EventDecodeError, FoldError, FoldErrorKind, SnapshotError,
@@ -80,9 +80,9 @@ pub use event_meta::{EventMeta, EventMetaError, SeqOrTs};
 pub use index::{HashIndex, InvertedIndex, OrderedIndex, Plan};
 pub use log::{CortexLog, LogTail};
 pub use model::{
-    CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk, IndexSet,
-    Migration, ModelFilter, ModelOrder, NoFilter, Route, Schema, fingerprint, migrate_rows,
-    order_by_key, route_hash,
+    CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk, IndexSet, Migration,
+    ModelFilter, ModelOrder, NoFilter, Route, Schema, fingerprint, migrate_rows, order_by_key,
+    route_hash,
 };
 pub use query::{Query, QuerySpec};
 pub use snapshot::SnapshotInfo;

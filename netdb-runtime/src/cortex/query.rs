@@ -293,5 +293,8 @@ impl<'a, M: CortexModel> Query<'a, M> {
 /// Compares two result lists: same rows in the same order. Shared rows compare by pointer
 /// first, so an unchanged result costs no field comparison.
 pub(crate) fn same_rows<M: PartialEq>(a: &[Arc<M>], b: &[Arc<M>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || **x == **y)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| Arc::ptr_eq(x, y) || **x == **y)
 }

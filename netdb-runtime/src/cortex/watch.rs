@@ -288,7 +288,11 @@ impl<M: CortexModel> Registry<M> {
         let id = self.next_id;
         self.next_id += 1;
         let rows = spec.collect_arcs(table);
-        let slot = Arc::new(Slot::new(rows.clone(), table.folded_through_seq(), self.closed));
+        let slot = Arc::new(Slot::new(
+            rows.clone(),
+            table.folded_through_seq(),
+            self.closed,
+        ));
         if self.closed {
             return (id, slot);
         }

@@ -65,8 +65,12 @@ impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
     }
 }
 
-type OpenFn = fn(&Redex, u64, Option<(&[u8], Option<u64>)>, CortexConfig)
-    -> Result<Box<dyn AnyAdapter>, CortexError>;
+type OpenFn = fn(
+    &Redex,
+    u64,
+    Option<(&[u8], Option<u64>)>,
+    CortexConfig,
+) -> Result<Box<dyn AnyAdapter>, CortexError>;
 
 fn open_model<M: CortexModel>(
     redex: &Redex,
@@ -131,7 +135,10 @@ impl NetDbBuilder {
 
     fn check(&self) -> Result<(), CortexError> {
         for (i, m) in self.models.iter().enumerate() {
-            if self.models[..i].iter().any(|o| o.type_id == m.type_id || o.channel == m.channel) {
+            if self.models[..i]
+                .iter()
+                .any(|o| o.type_id == m.type_id || o.channel == m.channel)
+            {
                 return Err(CortexError::DuplicateModel { channel: m.channel });
             }
         }
@@ -255,7 +262,9 @@ impl NetDb {
             .iter()
             .find(|(_, t, _)| *t == TypeId::of::<M>())
             .and_then(|(_, _, a)| a.as_any().downcast_ref())
-            .ok_or(CortexError::UnknownModel { channel: M::CHANNEL })
+            .ok_or(CortexError::UnknownModel {
+                channel: M::CHANNEL,
+            })
     }
 
     /// The channels of the models, in builder order.
