@@ -38,21 +38,22 @@ async fn write_fold_query_watch_snapshot() {
         .unwrap();
     tasks.wait_for_seq(seq).await.unwrap();
 
-    let state = tasks.state();
-    let s = state.read();
-    assert_eq!(s.len(), 10);
-    assert_eq!(s.find_unique(&3).unwrap().title, "renamed");
-    let ids: Vec<u64> = s
-        .query()
-        .where_status(Status::Pending)
-        .order_by(OrderBy::CreatedAsc)
-        .limit(3)
-        .iter()
-        .map(|t| t.id)
-        .collect();
-    assert_eq!(ids, [8, 6, 4]);
-    assert_eq!(s.query().where_tag("x").count(), 10);
-    drop(s);
+    {
+        let state = tasks.state();
+        let s = state.read();
+        assert_eq!(s.len(), 10);
+        assert_eq!(s.find_unique(&3).unwrap().title, "renamed");
+        let ids: Vec<u64> = s
+            .query()
+            .where_status(Status::Pending)
+            .order_by(OrderBy::CreatedAsc)
+            .limit(3)
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, [8, 6, 4]);
+        assert_eq!(s.query().where_tag("x").count(), 10);
+    }
 
     let got = pending.next().await.unwrap();
     assert_eq!(

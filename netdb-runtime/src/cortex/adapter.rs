@@ -322,9 +322,12 @@ impl<M: CortexModel> Shared<M> {
                     Ok((ctx, event)) => {
                         let mut tm = t.begin();
                         let r = catch_unwind(AssertUnwindSafe(|| event.apply(&mut tm, &ctx)));
-                        let fault = t.finish();
+                        let fault = t.take_fault();
                         match (r, fault) {
-                            (Ok(Ok(())), None) => Ok(()),
+                            (Ok(Ok(())), None) => {
+                                t.commit();
+                                Ok(())
+                            }
                             (Ok(Err(e)), _) => Err(FoldErrorKind::Rejected(e.to_string())),
                             (Ok(Ok(())), Some(f)) => Err(FoldErrorKind::Misuse(f)),
                             (Err(panic), _) => Err(FoldErrorKind::Panicked(panic_message(&*panic))),
@@ -503,7 +506,7 @@ impl<M: CortexModel> CortexAdapter<M> {
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
         let from = match config.start {
-            StartAt::Beginning => 0,
+            StartAt::Beginning => log.first_seq(),
             StartAt::Seq(s) => s,
             StartAt::Live => log.next_seq(),
         };
@@ -589,7 +592,8 @@ impl<M: CortexModel> CortexAdapter<M> {
                 let outcome = RestoreOutcome::Replayed {
                     reason: e.to_string(),
                 };
-                Self::start(log, origin_hash, &config, Table::default(), 0, outcome)
+                let from = log.first_seq();
+                Self::start(log, origin_hash, &config, Table::default(), from, outcome)
             }
             Err(e) => Err(e.into()),
         }

@@ -26,6 +26,8 @@ pub trait CortexLog: Debug + Send + Sync + 'static {
     fn tail(&self, from: u64) -> LogTail;
     /// The sequence number the next append will get.
     fn next_seq(&self) -> u64;
+    /// The sequence number of the first event still in the log (retention moves it).
+    fn first_seq(&self) -> u64;
     /// Makes every appended event durable.
     fn sync(&self) -> Result<(), RedexError>;
     /// Makes every appended event durable and closes the log; later appends fail.
@@ -47,6 +49,9 @@ impl CortexLog for RedexFile {
     }
     fn next_seq(&self) -> u64 {
         RedexFile::next_seq(self)
+    }
+    fn first_seq(&self) -> u64 {
+        RedexFile::first_seq(self)
     }
     fn sync(&self) -> Result<(), RedexError> {
         RedexFile::sync(self)

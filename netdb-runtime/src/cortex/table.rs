@@ -22,6 +22,8 @@ pub struct Table<M: CortexModel> {
     journal: Vec<(M::Id, Option<Arc<M>>)>,
     /// Ids changed since the fold last drained them (only while `track` is on).
     touched: Vec<M::Id>,
+    /// `touched.len()` when the current event began.
+    touched_mark: usize,
     track: bool,
     /// A misuse of the table by the current event, reported once it returns.
     fault: Option<String>,
@@ -45,6 +47,7 @@ impl<M: CortexModel> Default for Table<M> {
             folded_through: None,
             journal: Vec::new(),
             touched: Vec::new(),
+            touched_mark: 0,
             track: false,
             fault: None,
         }
@@ -146,12 +149,14 @@ impl<M: CortexModel> Table<M> {
         self.track = on;
         if !on {
             self.touched.clear();
+            self.touched_mark = 0;
         }
     }
 
     /// Ids changed since the last call, sorted, without duplicates.
     pub(crate) fn drain_touched(&mut self) -> Vec<M::Id> {
         let mut t = std::mem::take(&mut self.touched);
+        self.touched_mark = 0;
         t.sort_unstable();
         t.dedup();
         t
@@ -161,22 +166,25 @@ impl<M: CortexModel> Table<M> {
     pub(crate) fn begin(&mut self) -> TableMut<'_, M> {
         self.journal.clear();
         self.fault = None;
+        self.touched_mark = self.touched.len();
         TableMut { table: self }
     }
 
-    /// Keeps the current event's changes. Returns the fault the event left, if any (the
-    /// caller then rolls back).
-    pub(crate) fn finish(&mut self) -> Option<String> {
-        let fault = self.fault.take();
-        if fault.is_none() {
-            self.journal.clear();
-        }
-        fault
+    /// The misuse the current event left, if any (the caller then rolls back).
+    pub(crate) fn take_fault(&mut self) -> Option<String> {
+        self.fault.take()
     }
 
-    /// Undoes the current event's changes.
+    /// Keeps the current event's changes.
+    pub(crate) fn commit(&mut self) {
+        self.journal.clear();
+        self.touched_mark = self.touched.len();
+    }
+
+    /// Undoes the current event's changes, and forgets that it touched anything.
     pub(crate) fn rollback(&mut self) {
         self.fault = None;
+        self.touched.truncate(self.touched_mark);
         while let Some((id, before)) = self.journal.pop() {
             let now = self.rows.remove(&id);
             if let Some(now) = &now {

@@ -356,7 +356,7 @@ impl ModelFilter<Task> for TaskFilter {
         if let Some(ts) = &self.any_tag {
             return Some(Route {
                 field: F_TAGS,
-                hashes: ts.iter().map(|t| route_hash(t)).collect(),
+                hashes: ts.iter().map(route_hash).collect(),
             });
         }
         None
