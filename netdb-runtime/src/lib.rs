@@ -42,6 +42,8 @@ mod book {
     struct OnDiskFormat;
     #[doc = include_str!("../../book/src/durability.md")]
     struct Durability;
+    #[doc = include_str!("../../book/src/cortex.md")]
+    struct Cortex;
 }
 
 #[cfg(not(unix))]

@@ -566,15 +566,18 @@ impl<M: CortexModel> CortexAdapter<M> {
                     recorded: info.last_seq,
                 });
             }
-            let from = last_seq.map_or(0, |s| s + 1);
             let log_next = log.next_seq();
-            if from > log_next {
-                return Err(SnapshotError::AheadOfLog {
-                    channel: M::CHANNEL.to_owned(),
-                    last_seq: from - 1,
-                    log_next,
-                });
-            }
+            let from = match last_seq {
+                None => log.first_seq(),
+                Some(s) if s >= log_next => {
+                    return Err(SnapshotError::AheadOfLog {
+                        channel: M::CHANNEL.to_owned(),
+                        last_seq: s,
+                        log_next,
+                    });
+                }
+                Some(s) => s + 1,
+            };
             Ok((info, rows, from))
         });
         match restored {
@@ -597,6 +600,20 @@ impl<M: CortexModel> CortexAdapter<M> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Opens with a full replay, recording `reason` as why no snapshot was used.
+    pub(crate) fn open_replaying(
+        redex: &Redex,
+        origin_hash: u64,
+        config: CortexConfig,
+        reason: String,
+    ) -> Result<Self, CortexError> {
+        let log: Arc<dyn CortexLog> =
+            Arc::new(redex.open_file(&channel_of::<M>()?, config.file.clone())?);
+        let from = log.first_seq();
+        let outcome = RestoreOutcome::Replayed { reason };
+        Self::start(log, origin_hash, &config, Table::default(), from, outcome)
     }
 
     fn start(

@@ -4,8 +4,14 @@
 //! magic     8 bytes   "NDBSNAP\0"
 //! header    postcard  { format: u8 = 1, channel: String, schema_version: u16,
 //!                       fingerprint: u64, last_seq: Option<u64>, rows: u64,
-//!                       body_len: u64, body_crc32c: u32 }
+//!                       body_len: u64, crc32c: u32 }
 //! body      postcard  Vec<Row> (in id order), `body_len` bytes
+//! ```
+//!
+//! `crc32c` is the CRC-32C of the header encoded with `crc32c` set to zero, followed by the
+//! body: a damaged `last_seq` or version is caught like a damaged row.
+//!
+//! ```text
 //! ```
 
 use std::fmt;
@@ -30,7 +36,20 @@ struct Header {
     last_seq: Option<u64>,
     rows: u64,
     body_len: u64,
-    body_crc32c: u32,
+    crc32c: u32,
+}
+
+impl Header {
+    /// The checksum of this header (with the checksum field zero) and `body`.
+    fn checksum(&self, body: &[u8]) -> Result<u32, postcard::Error> {
+        let zeroed = Header {
+            channel: self.channel.clone(),
+            crc32c: 0,
+            ..*self
+        };
+        let head = postcard::to_stdvec(&zeroed)?;
+        Ok(crc32c::crc32c_append(crc32c::crc32c(&head), body))
+    }
 }
 
 /// What a snapshot's envelope says about it, read without decoding the rows.
@@ -64,7 +83,7 @@ impl fmt::Debug for SnapshotInfo {
 /// Encodes `table` into an envelope.
 pub(crate) fn encode<M: CortexModel>(table: &Table<M>) -> Result<Vec<u8>, postcard::Error> {
     let body = postcard::to_stdvec(&RowsRef(table))?;
-    let header = Header {
+    let mut header = Header {
         format: FORMAT,
         channel: M::CHANNEL.to_owned(),
         schema_version: M::SCHEMA.version,
@@ -72,8 +91,9 @@ pub(crate) fn encode<M: CortexModel>(table: &Table<M>) -> Result<Vec<u8>, postca
         last_seq: table.folded_through_seq(),
         rows: table.len() as u64,
         body_len: body.len() as u64,
-        body_crc32c: crc32c::crc32c(&body),
+        crc32c: 0,
     };
+    header.crc32c = header.checksum(&body)?;
     let mut out = Vec::with_capacity(body.len() + 64);
     out.extend_from_slice(MAGIC);
     out = postcard::to_io(&header, out)?;
@@ -123,12 +143,14 @@ fn open(bytes: &[u8]) -> Result<(SnapshotInfo, &[u8]), SnapshotError> {
             ),
         });
     }
-    let crc = crc32c::crc32c(body);
-    if crc != header.body_crc32c {
+    let crc = header.checksum(body).map_err(|e| SnapshotError::Corrupt {
+        reason: format!("the header does not re-encode ({e})"),
+    })?;
+    if crc != header.crc32c {
         return Err(SnapshotError::Corrupt {
             reason: format!(
-                "the body checksum is {crc:#010x}, the header says {:#010x}",
-                header.body_crc32c
+                "the checksum is {crc:#010x}, the header says {:#010x}",
+                header.crc32c
             ),
         });
     }

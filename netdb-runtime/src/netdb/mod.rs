@@ -65,24 +65,30 @@ impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
     }
 }
 
-type OpenFn = fn(
-    &Redex,
-    u64,
-    Option<(&[u8], Option<u64>)>,
-    CortexConfig,
-) -> Result<Box<dyn AnyAdapter>, CortexError>;
+/// Where a model's state comes from when a NetDb opens.
+enum Source<'a> {
+    Log,
+    Snapshot(&'a [u8], Option<u64>),
+    /// A full replay because the bundle has no snapshot of the model.
+    Replay(String),
+}
+
+type OpenFn = fn(&Redex, u64, Source<'_>, CortexConfig) -> Result<Box<dyn AnyAdapter>, CortexError>;
 
 fn open_model<M: CortexModel>(
     redex: &Redex,
     origin: u64,
-    snapshot: Option<(&[u8], Option<u64>)>,
+    source: Source<'_>,
     config: CortexConfig,
 ) -> Result<Box<dyn AnyAdapter>, CortexError> {
-    let adapter = match snapshot {
-        Some((bytes, last_seq)) => CortexAdapter::<M>::open_from_snapshot_with_config(
+    let adapter = match source {
+        Source::Snapshot(bytes, last_seq) => CortexAdapter::<M>::open_from_snapshot_with_config(
             redex, origin, bytes, last_seq, config,
         )?,
-        None => CortexAdapter::<M>::open_with_config(redex, origin, config)?,
+        Source::Log => CortexAdapter::<M>::open_with_config(redex, origin, config)?,
+        Source::Replay(reason) => {
+            CortexAdapter::<M>::open_replaying(redex, origin, config, reason)?
+        }
     };
     Ok(Box::new(adapter))
 }
@@ -150,7 +156,7 @@ impl NetDbBuilder {
         self.check()?;
         let mut models = Vec::with_capacity(self.models.len());
         for m in self.models {
-            let adapter = (m.open)(redex, self.origin_hash, None, m.config)?;
+            let adapter = (m.open)(redex, self.origin_hash, Source::Log, m.config)?;
             models.push((m.channel, m.type_id, adapter));
         }
         Ok(NetDb {
@@ -173,12 +179,13 @@ impl NetDbBuilder {
                 Some(e) => (m.open)(
                     redex,
                     self.origin_hash,
-                    Some((&e.envelope, e.last_seq)),
+                    Source::Snapshot(&e.envelope, e.last_seq),
                     m.config,
                 )?,
                 None if m.config.snapshot_fallback() == crate::cortex::SnapshotFallback::Replay => {
                     tracing::warn!(channel = m.channel, "no snapshot in the bundle; replaying");
-                    (m.open)(redex, self.origin_hash, None, m.config)?
+                    let reason = format!("the bundle has no snapshot of {}", m.channel);
+                    (m.open)(redex, self.origin_hash, Source::Replay(reason), m.config)?
                 }
                 None => {
                     return Err(SnapshotError::MissingModel {
@@ -219,9 +226,15 @@ fn decode_bundle(bytes: &[u8]) -> Result<BundleBody, SnapshotError> {
             });
         }
     }
-    postcard::from_bytes(rest).map_err(|e| SnapshotError::Corrupt {
+    let (body, trailing) = postcard::take_from_bytes(rest).map_err(|e| SnapshotError::Corrupt {
         reason: format!("the bundle does not decode ({e})"),
-    })
+    })?;
+    if !trailing.is_empty() {
+        return Err(SnapshotError::Corrupt {
+            reason: format!("{} bytes follow the end of the bundle", trailing.len()),
+        });
+    }
+    Ok(body)
 }
 
 /// Model adapters under one handle: see the [module documentation](self).
