@@ -65,7 +65,7 @@ pub enum SnapshotFallback {
 pub struct CortexConfig {
     start: StartAt,
     policy: FoldErrorPolicy,
-    file: RedexFileConfig,
+    file: Option<RedexFileConfig>,
     fallback: SnapshotFallback,
     max_batch: usize,
 }
@@ -75,7 +75,7 @@ impl Default for CortexConfig {
         CortexConfig {
             start: StartAt::Beginning,
             policy: FoldErrorPolicy::Stop,
-            file: RedexFileConfig::default(),
+            file: None,
             fallback: SnapshotFallback::Fail,
             max_batch: 1024,
         }
@@ -95,9 +95,10 @@ impl CortexConfig {
         self
     }
 
-    /// The config the model's RedEX file is opened with.
+    /// The config the model's RedEX file is opened with. Without one, the file is
+    /// persistent when the [`Redex`] has a persistent directory, in memory otherwise.
     pub fn with_file_config(mut self, file: RedexFileConfig) -> Self {
-        self.file = file;
+        self.file = Some(file);
         self
     }
 
@@ -114,9 +115,16 @@ impl CortexConfig {
         self
     }
 
-    /// The RedEX file config.
-    pub fn file_config(&self) -> &RedexFileConfig {
-        &self.file
+    /// The RedEX file config, if one was set.
+    pub fn file_config(&self) -> Option<&RedexFileConfig> {
+        self.file.as_ref()
+    }
+
+    /// The file config to open the model's channel in `redex` with.
+    fn file_config_for(&self, redex: &Redex) -> RedexFileConfig {
+        self.file.clone().unwrap_or_else(|| {
+            RedexFileConfig::default().with_persistent(redex.persistent_dir().is_some())
+        })
     }
 
     /// The snapshot fallback.
@@ -174,7 +182,7 @@ pub enum Change<Id> {
 
 /// The model's state: read it with [`read`](Self::read). Only the fold writes it.
 pub struct SharedState<M: CortexModel> {
-    lock: RwLock<Table<M>>,
+    pub(crate) lock: RwLock<Table<M>>,
 }
 
 impl<M: CortexModel> fmt::Debug for SharedState<M> {
@@ -351,13 +359,9 @@ impl<M: CortexModel> Shared<M> {
                 }
                 t.set_folded_through(Some(folded_seq));
             }
-            let touched = t.drain_touched();
-            self.folded.store(
-                t.folded_through_seq().map_or(0, |s| s + 1),
-                Ordering::Release,
-            );
-            touched
+            (t.drain_touched(), t.folded_through_seq())
         };
+        let (touched, through) = touched;
         for e in skipped {
             self.record_error(e);
         }
@@ -365,15 +369,17 @@ impl<M: CortexModel> Shared<M> {
             let mut watches = self.watches.lock();
             watches.on_batch(&self.state.read(), &touched);
             drop(watches);
-            if let (Some(tx), Some(through_seq)) =
-                (self.changes.lock().as_ref(), self.folded_through())
-            {
+            if let (Some(tx), Some(through_seq)) = (self.changes.lock().as_ref(), through) {
                 let _ = tx.send(Change::Applied {
                     through_seq,
                     ids: touched.into(),
                 });
             }
         }
+        // Progress is published after the watchers saw the batch: once `wait_for_seq`
+        // returns, every watch stream already holds a result that includes it.
+        self.folded
+            .store(through.map_or(0, |s| s + 1), Ordering::Release);
         self.notify.notify_waiters();
         if let Some(error) = stop {
             self.stop(error);
@@ -483,7 +489,8 @@ fn channel_of<M: CortexModel>() -> Result<ChannelName, CortexError> {
 }
 
 impl<M: CortexModel> CortexAdapter<M> {
-    /// Opens the model's channel in `redex` (default config) and replays it from the start.
+    /// Opens the model's channel in `redex` (default config: on disk if `redex` has a
+    /// persistent directory) and replays it from the start.
     /// `origin_hash` identifies this writer in the events it appends.
     pub fn open(redex: &Redex, origin_hash: u64) -> Result<Self, CortexError> {
         Self::open_with_config(redex, origin_hash, CortexConfig::default())
@@ -495,7 +502,7 @@ impl<M: CortexModel> CortexAdapter<M> {
         origin_hash: u64,
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
-        let log = redex.open_file(&channel_of::<M>()?, config.file.clone())?;
+        let log = redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?;
         Self::open_on_log(Arc::new(log), origin_hash, config)
     }
 
@@ -546,7 +553,7 @@ impl<M: CortexModel> CortexAdapter<M> {
         last_seq: Option<u64>,
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
-        let log = redex.open_file(&channel_of::<M>()?, config.file.clone())?;
+        let log = redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?;
         Self::open_from_snapshot_on_log(Arc::new(log), origin_hash, bytes, last_seq, config)
     }
 
@@ -610,7 +617,7 @@ impl<M: CortexModel> CortexAdapter<M> {
         reason: String,
     ) -> Result<Self, CortexError> {
         let log: Arc<dyn CortexLog> =
-            Arc::new(redex.open_file(&channel_of::<M>()?, config.file.clone())?);
+            Arc::new(redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?);
         let from = log.first_seq();
         let outcome = RestoreOutcome::Replayed { reason };
         Self::start(log, origin_hash, &config, Table::default(), from, outcome)
@@ -817,7 +824,8 @@ impl<M: CortexModel> CortexAdapter<M> {
     /// The state as snapshot bytes, and the last sequence number folded into it. Restore
     /// with [`open_from_snapshot`](Self::open_from_snapshot).
     pub fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
-        let t = self.shared().state.read();
+        // Recursive: a caller already holding a read guard must not deadlock behind the fold.
+        let t = self.shared().state.lock.read_recursive();
         let bytes = snapshot::encode(&t).map_err(|source| CortexError::Encode {
             channel: M::CHANNEL,
             source,

@@ -85,7 +85,10 @@ impl<M: CortexModel> Watch<M> {
     /// adapter closes or its fold stops. Dropping it unregisters the watcher.
     pub fn stream(self) -> WatchStream<M> {
         let Watch { shared, spec } = self;
-        let (id, slot) = shared.watches.lock().register(&shared.state.read(), spec);
+        let mut watches = shared.watches.lock();
+        // Recursive: a caller already holding a read guard must not deadlock behind the fold.
+        let (id, slot) = watches.register(&shared.state.lock.read_recursive(), spec);
+        drop(watches);
         WatchStream {
             shared,
             id,
