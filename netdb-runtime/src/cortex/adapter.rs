@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -205,6 +205,8 @@ impl<M: CortexModel> SharedState<M> {
 pub(crate) struct Shared<M: CortexModel> {
     pub(crate) state: Arc<SharedState<M>>,
     pub(crate) watches: Mutex<Registry<M>>,
+    /// Registered watchers, readable without the registry lock.
+    pub(crate) watchers: AtomicUsize,
     log: Arc<dyn CortexLog>,
     origin_hash: u64,
     policy: FoldErrorPolicy,
@@ -311,12 +313,6 @@ impl<M: CortexModel> Shared<M> {
             }
         }
 
-        let track = self.watches.lock().len() > 0
-            || self
-                .changes
-                .lock()
-                .as_ref()
-                .is_some_and(|tx| tx.receiver_count() > 0);
         let mut stop = None;
         let mut skipped = Vec::new();
         let touched = {
@@ -324,6 +320,14 @@ impl<M: CortexModel> Shared<M> {
             if self.closed.load(Ordering::Acquire) {
                 return false;
             }
+            // Decided under the write lock: a watcher registers while holding a read lock,
+            // so it either saw this batch applied or is counted here.
+            let track = self.watchers.load(Ordering::Acquire) > 0
+                || self
+                    .changes
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|tx| tx.receiver_count() > 0);
             t.set_tracking(track);
             for (seq, item) in decoded {
                 let outcome = match item {
@@ -643,6 +647,7 @@ impl<M: CortexModel> CortexAdapter<M> {
                 lock: RwLock::new(table),
             }),
             watches: Mutex::new(Registry::default()),
+            watchers: AtomicUsize::new(0),
             log: Arc::clone(&log),
             origin_hash,
             policy: config.policy,

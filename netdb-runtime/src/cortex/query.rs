@@ -280,7 +280,7 @@ impl<'a, M: CortexModel> Query<'a, M> {
     /// The first result row, cloned.
     pub fn first(self) -> Option<M> {
         let mut spec = self.spec;
-        spec.limit = Some(1);
+        spec.limit = Some(spec.limit.map_or(1, |l| l.min(1)));
         let mut found = None;
         spec.run(self.table, |r| {
             found = Some(M::clone(r));

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
@@ -87,7 +88,11 @@ impl<M: CortexModel> Watch<M> {
         let Watch { shared, spec } = self;
         let mut watches = shared.watches.lock();
         // Recursive: a caller already holding a read guard must not deadlock behind the fold.
-        let (id, slot) = watches.register(&shared.state.lock.read_recursive(), spec);
+        let table = shared.state.lock.read_recursive();
+        let (id, slot) = watches.register(&table, spec);
+        // Counted before the read lock is released, so the next batch records its changes.
+        shared.watchers.fetch_add(1, Ordering::AcqRel);
+        drop(table);
         drop(watches);
         WatchStream {
             shared,
@@ -169,6 +174,7 @@ impl<M: CortexModel> Stream for WatchStream<M> {
 impl<M: CortexModel> Drop for WatchStream<M> {
     fn drop(&mut self) {
         let removed = self.shared.watches.lock().remove(self.id);
+        self.shared.watchers.fetch_sub(1, Ordering::AcqRel);
         drop(removed); // outside the registry lock
     }
 }
@@ -280,11 +286,6 @@ fn unlink<K: std::hash::Hash + Eq, S: std::hash::BuildHasher>(
 }
 
 impl<M: CortexModel> Registry<M> {
-    /// How many watchers are registered.
-    pub(crate) fn len(&self) -> usize {
-        self.watchers.len()
-    }
-
     /// Registers a watcher whose first result is taken from `table` now: the caller holds
     /// the registry lock, so no batch can be applied and announced in between.
     pub(crate) fn register(&mut self, table: &Table<M>, spec: QuerySpec<M>) -> (u64, Arc<Slot<M>>) {
