@@ -373,10 +373,12 @@ impl<M: CortexModel> Shared<M> {
             let mut watches = self.watches.lock();
             watches.on_batch(&self.state.read(), &touched);
             drop(watches);
-            if let (Some(tx), Some(through_seq)) = (self.changes.lock().as_ref(), through) {
+            if let (Some(tx), Some(through_seq)) = (self.changes.lock().as_ref(), through)
+                && tx.receiver_count() > 0
+            {
                 let _ = tx.send(Change::Applied {
                     through_seq,
-                    ids: touched.into(),
+                    ids: touched.into_iter().map(|(id, _)| id).collect(),
                 });
             }
         }

@@ -45,6 +45,30 @@ impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
         self.map.get(key)
     }
 
+    /// Moves the row `id` from `old` to `new`; nothing to do when they are equal.
+    pub fn update(&mut self, old: &K, new: &K, id: &Id)
+    where
+        K: Clone,
+    {
+        if old != new {
+            self.remove(old, id);
+            self.insert(new.clone(), id);
+        }
+    }
+
+    /// Records that the row `id` holds `key`, cloning the key only if it is new.
+    fn insert_ref(&mut self, key: &K, id: &Id)
+    where
+        K: Clone,
+    {
+        match self.map.get_mut(key) {
+            Some(ids) => {
+                ids.insert(id.clone());
+            }
+            None => self.insert(key.clone(), id),
+        }
+    }
+
     /// Distinct keys held.
     pub fn keys(&self) -> usize {
         self.map.len()
@@ -84,6 +108,17 @@ impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
     /// The ids of rows holding `key`.
     pub fn get(&self, key: &K) -> Option<&BTreeSet<Id>> {
         self.map.get(key)
+    }
+
+    /// Moves the row `id` from `old` to `new`; nothing to do when they are equal.
+    pub fn update(&mut self, old: &K, new: &K, id: &Id)
+    where
+        K: Clone,
+    {
+        if old != new {
+            self.remove(old, id);
+            self.insert(new.clone(), id);
+        }
     }
 
     /// The ids of rows whose key lies in `range`, in key order.
@@ -134,7 +169,30 @@ impl<K: Hash + Eq + Clone, Id: Ord + Clone> InvertedIndex<K, Id> {
         K: 'k,
     {
         for k in elements {
-            self.inner.insert(k.clone(), id);
+            self.inner.insert_ref(k, id);
+        }
+    }
+
+    /// Replaces a row's collection `old` with `new`: only elements that left or joined
+    /// change the index.
+    pub fn update(&mut self, old: &[K], new: &[K], id: &Id) {
+        if old == new {
+            return;
+        }
+        if old.len().saturating_mul(new.len()) > 1024 {
+            self.remove(old, id);
+            self.insert(new, id);
+            return;
+        }
+        for k in old {
+            if !new.contains(k) {
+                self.inner.remove(k, id);
+            }
+        }
+        for k in new {
+            if !old.contains(k) {
+                self.inner.insert_ref(k, id);
+            }
         }
     }
 

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use super::model::{CortexModel, IndexSet, ModelFilter};
 use super::query::{Query, QuerySpec};
 
+/// A changed row's id and the row after the change (`None`: removed).
+pub(crate) type Touched<M> = (<M as CortexModel>::Id, Option<Arc<M>>);
+
 /// The rows of a model `M`, with its indexes: the state a [`CortexAdapter`] folds into.
 ///
 /// Readers get it through [`SharedState::read`]; only the fold changes it, through
@@ -20,8 +23,9 @@ pub struct Table<M: CortexModel> {
     folded_through: Option<u64>,
     /// Rows as they were before the current event changed them, in change order.
     journal: Vec<(M::Id, Option<Arc<M>>)>,
-    /// Ids changed since the fold last drained them (only while `track` is on).
-    touched: Vec<M::Id>,
+    /// Rows changed since the fold last drained them, as they are after the change (`None`:
+    /// removed); only while `track` is on.
+    touched: Vec<Touched<M>>,
     /// `touched.len()` when the current event began.
     touched_mark: usize,
     track: bool,
@@ -153,12 +157,14 @@ impl<M: CortexModel> Table<M> {
         }
     }
 
-    /// Ids changed since the last call, sorted, without duplicates.
-    pub(crate) fn drain_touched(&mut self) -> Vec<M::Id> {
+    /// Rows changed since the last call, sorted by id, each once, as it is now.
+    pub(crate) fn drain_touched(&mut self) -> Vec<Touched<M>> {
         let mut t = std::mem::take(&mut self.touched);
         self.touched_mark = 0;
-        t.sort_unstable();
-        t.dedup();
+        // Keep the last change of each id: reverse, then a stable sort keeps that first.
+        t.reverse();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t.dedup_by(|a, b| a.0 == b.0);
         t
     }
 
@@ -197,10 +203,10 @@ impl<M: CortexModel> Table<M> {
         }
     }
 
-    fn touch(&mut self, id: &M::Id, before: Option<Arc<M>>) {
+    fn touch(&mut self, id: &M::Id, before: Option<Arc<M>>, after: Option<&Arc<M>>) {
         self.journal.push((id.clone(), before));
         if self.track {
-            self.touched.push(id.clone());
+            self.touched.push((id.clone(), after.cloned()));
         }
     }
 }
@@ -237,7 +243,7 @@ impl<M: CortexModel> TableMut<'_, M> {
             Some(old) => t.indexes.update(&id, old, &row),
             None => t.indexes.insert(&id, &row),
         }
-        t.touch(&id, old.clone());
+        t.touch(&id, old.clone(), Some(&row));
         old
     }
 
@@ -266,8 +272,8 @@ impl<M: CortexModel> TableMut<'_, M> {
         }
         let new = Arc::new(new);
         t.indexes.update(id, &old, &new);
-        t.rows.insert(id.clone(), new);
-        t.touch(id, Some(old));
+        t.rows.insert(id.clone(), Arc::clone(&new));
+        t.touch(id, Some(old), Some(&new));
         true
     }
 
@@ -276,7 +282,7 @@ impl<M: CortexModel> TableMut<'_, M> {
         let t = &mut *self.table;
         let old = t.rows.remove(id)?;
         t.indexes.remove(id, &old);
-        t.touch(id, Some(Arc::clone(&old)));
+        t.touch(id, Some(Arc::clone(&old)), None);
         Some(old)
     }
 

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use super::adapter::Shared;
 use super::model::{CortexModel, FxBuild, ModelFilter, Route};
 use super::query::{QuerySpec, same_rows};
-use super::table::Table;
+use super::table::{Table, Touched};
 
 /// A watch under construction: filter, order, offset and limit, then [`stream`](Self::stream).
 ///
@@ -353,18 +353,18 @@ impl<M: CortexModel> Registry<M> {
     }
 
     /// Re-evaluates the watchers `touched` can affect and delivers changed results.
-    pub(crate) fn on_batch(&mut self, table: &Table<M>, touched: &[M::Id]) {
+    pub(crate) fn on_batch(&mut self, table: &Table<M>, touched: &[Touched<M>]) {
         if self.watchers.is_empty() || touched.is_empty() {
             return;
         }
         let mut affected = std::mem::take(&mut self.affected);
         affected.clear();
         let mut unrouted_hit = Vec::new();
-        for id in touched {
+        for (id, row) in touched {
             if let Some(ws) = self.by_member.get(id) {
                 affected.extend_from_slice(ws);
             }
-            let Some(row) = table.find_unique(id) else {
+            let Some(row) = row else {
                 continue;
             };
             for &field in self.route_fields.keys() {

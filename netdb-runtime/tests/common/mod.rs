@@ -436,6 +436,11 @@ impl IndexSet<Task> for TaskIndexes {
         self.created.remove(&r.created_ns, id);
         self.tags.remove(&r.tags, id);
     }
+    fn update(&mut self, id: &u64, old: &Task, new: &Task) {
+        self.status.update(&old.status, &new.status, id);
+        self.created.update(&old.created_ns, &new.created_ns, id);
+        self.tags.update(&old.tags, &new.tags, id);
+    }
 }
 
 /// The typed query wrapper the derive generates.
