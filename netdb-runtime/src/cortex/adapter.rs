@@ -425,8 +425,9 @@ impl<M: CortexModel> Drop for ExitGuard<M> {
     }
 }
 
-async fn fold_task<M: CortexModel>(shared: Arc<Shared<M>>, mut tail: LogTail, max_batch: usize) {
-    let guard = ExitGuard(shared);
+/// The fold task. `guard` is created before the task is spawned, so the fold's end is
+/// recorded even if the task is aborted before its first poll.
+async fn fold_task<M: CortexModel>(guard: ExitGuard<M>, mut tail: LogTail, max_batch: usize) {
     let shared = &guard.0;
     let mut batch = Vec::new();
     while let Some(first) = tail.next().await {
@@ -661,7 +662,8 @@ impl<M: CortexModel> CortexAdapter<M> {
             errors: Mutex::new((0, VecDeque::new())),
         });
         let tail = log.tail(from);
-        let task = rt.spawn(fold_task(Arc::clone(&shared), tail, config.max_batch));
+        let guard = ExitGuard(Arc::clone(&shared));
+        let task = rt.spawn(fold_task(guard, tail, config.max_batch));
         Ok(CortexAdapter {
             inner: Arc::new(Handle {
                 shared,

@@ -81,8 +81,8 @@ pub use index::{HashIndex, InvertedIndex, OrderedIndex, Plan};
 pub use log::{CortexLog, LogTail};
 pub use model::{
     CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk, IndexSet, Migration,
-    ModelFilter, ModelOrder, NoFilter, Route, Schema, fingerprint, migrate_rows, order_by_key,
-    route_hash,
+    ModelFilter, ModelOrder, NoFilter, Route, Schema, contains_ignore_case, fingerprint,
+    migrate_rows, order_by_key, route_hash,
 };
 pub use query::{Query, QuerySpec};
 pub use snapshot::SnapshotInfo;

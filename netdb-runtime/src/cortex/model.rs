@@ -317,6 +317,50 @@ where
     Ok(old.into_iter().map(Into::into).collect())
 }
 
+/// Whether `haystack` contains `needle`, ignoring case: what `*_contains` string filters
+/// test. Allocation-free when both are ASCII; full Unicode lowercasing otherwise.
+pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if haystack.is_ascii() && needle.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+        let first = n[0].to_ascii_lowercase();
+        return h.len() >= n.len()
+            && (0..=h.len() - n.len()).any(|i| {
+                h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n)
+            });
+    }
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_ignore_case;
+
+    #[test]
+    fn contains_ignore_case_matches_lowercased_contains() {
+        let cases = [
+            ("Hello World", "o w", true),
+            ("Hello", "HELLO", true),
+            ("Hello", "hello!", false),
+            ("", "", true),
+            ("abc", "", true),
+            ("", "a", false),
+            ("Straße", "STRASSE", false),
+            ("ÉCOLE normale", "école", true),
+            ("aaab", "aab", true),
+        ];
+        for (h, n, want) in cases {
+            assert_eq!(contains_ignore_case(h, n), want, "{h:?} {n:?}");
+            assert_eq!(
+                contains_ignore_case(h, n),
+                h.to_lowercase().contains(&n.to_lowercase())
+            );
+        }
+    }
+}
+
 /// The hash the watch engine routes by: stable within a process, fast on small keys.
 pub fn route_hash<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut h = FxHasher::default();

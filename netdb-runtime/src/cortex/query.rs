@@ -70,7 +70,13 @@ impl<M: CortexModel> QuerySpec<M> {
         let rows = table.rows();
         let mut plan = Plan::default();
         self.filter.plan(table.indexes(), &mut plan);
-        let candidates = plan.into_ids();
+        // Fetching a candidate by id costs about ten times testing a row in a scan: a large
+        // offer is slower than scanning everything.
+        let candidates = if plan.best_len().is_some_and(|n| n > rows.len() / 8) {
+            None
+        } else {
+            plan.into_ids()
+        };
         let order = self.order.clone().unwrap_or_else(M::OrderBy::id_asc);
         let mut skip = self.offset;
         let mut left = self.limit.unwrap_or(usize::MAX);

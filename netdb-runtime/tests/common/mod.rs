@@ -9,7 +9,8 @@ use std::ops::Bound;
 use netdb_runtime::cortex::{
     ApplyError, CortexEvent, CortexModel, Direction, EventContext, EventDecodeError, Field,
     HashIndex, IdWalk, IndexSet, InvertedIndex, Migration, ModelFilter, ModelOrder, OrderedIndex,
-    Plan, Query, Route, Schema, TableMut, Watch, migrate_rows, order_by_key, route_hash,
+    Plan, Query, Route, Schema, TableMut, Watch, contains_ignore_case, migrate_rows, order_by_key,
+    route_hash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -299,7 +300,7 @@ impl ModelFilter<Task> for TaskFilter {
             && self
                 .title_contains
                 .as_ref()
-                .is_none_or(|s| r.title.to_lowercase().contains(&s.to_lowercase()))
+                .is_none_or(|s| contains_ignore_case(&r.title, s))
             && self
                 .created
                 .is_none_or(|range| std::ops::RangeBounds::contains(&range, &r.created_ns))
