@@ -8,10 +8,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_core::Stream;
-use futures_util::{FutureExt, StreamExt};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -217,6 +217,8 @@ pub(crate) struct Shared<M: CortexModel> {
     notify: Notify,
     changes: Mutex<Option<broadcast::Sender<Change<M::Id>>>>,
     errors: Mutex<(u64, VecDeque<FoldError>)>,
+    driver: Mutex<Driver>,
+    max_batch: usize,
 }
 
 impl<M: CortexModel> Shared<M> {
@@ -425,24 +427,84 @@ impl<M: CortexModel> Drop for ExitGuard<M> {
     }
 }
 
-/// The fold task. `guard` is created before the task is spawned, so the fold's end is
-/// recorded even if the task is aborted before its first poll.
-async fn fold_task<M: CortexModel>(guard: ExitGuard<M>, mut tail: LogTail, max_batch: usize) {
-    let shared = &guard.0;
-    let mut batch = Vec::new();
-    while let Some(first) = tail.next().await {
-        batch.push(first);
-        // Behind the log: take what is ready without waiting, and apply it under one lock.
-        while batch.len() < max_batch {
-            match tail.next().now_or_never() {
-                Some(Some(item)) => batch.push(item),
-                _ => break,
+/// The fold's reading side: the tail and what was read from it. Whoever holds it folds:
+/// the fold task, or a `wait_for_seq` caller that finds it free (which saves the caller a
+/// wake-up on another thread).
+struct Driver {
+    tail: LogTail,
+    batch: Vec<Result<RedexEvent, RedexError>>,
+    /// The fold task's waker: a helper polls the tail with it, so the task still hears of
+    /// events that arrive after the helper leaves.
+    task_waker: Option<Waker>,
+    ended: bool,
+}
+
+impl<M: CortexModel> Shared<M> {
+    /// Reads what the tail has ready and applies it, at most `budget` batches. `Ready`: the
+    /// fold has ended. `Pending`: nothing more is ready (the tail holds `cx`'s waker), or
+    /// the budget ran out (`cx`'s waker was woken to continue).
+    fn drive(&self, d: &mut Driver, cx: &mut Context<'_>, budget: usize) -> Poll<()> {
+        for _ in 0..budget {
+            if d.ended {
+                return Poll::Ready(());
+            }
+            let mut waiting = false;
+            let mut end_of_log = false;
+            while d.batch.len() < self.max_batch {
+                match d.tail.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(item)) => d.batch.push(item),
+                    Poll::Ready(None) => {
+                        end_of_log = true;
+                        break;
+                    }
+                    Poll::Pending => {
+                        waiting = true;
+                        break;
+                    }
+                }
+            }
+            if !d.batch.is_empty() && !self.apply_batch(&mut d.batch) {
+                d.ended = true;
+            }
+            if end_of_log {
+                d.ended = true;
+                self.finish();
+            }
+            if d.ended {
+                return Poll::Ready(());
+            }
+            if waiting {
+                return Poll::Pending;
             }
         }
-        if !shared.apply_batch(&mut batch) {
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Folds what is ready on the calling thread, if no one else is folding.
+    fn help(&self) {
+        let Some(mut d) = self.driver.try_lock() else {
             return;
+        };
+        if let Some(waker) = d.task_waker.clone() {
+            let _ = self.drive(&mut d, &mut Context::from_waker(&waker), 4);
         }
     }
+}
+
+/// The fold task. `guard` is created before the task is spawned, so the fold's end is
+/// recorded even if the task is aborted before its first poll.
+async fn fold_task<M: CortexModel>(guard: ExitGuard<M>) {
+    let shared = &guard.0;
+    std::future::poll_fn(|cx| {
+        let mut d = shared.driver.lock();
+        if !d.task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            d.task_waker = Some(cx.waker().clone());
+        }
+        // A few batches per poll, then yield to other tasks.
+        shared.drive(&mut d, cx, 8)
+    })
+    .await;
 }
 
 struct Handle<M: CortexModel> {
@@ -660,10 +722,16 @@ impl<M: CortexModel> CortexAdapter<M> {
             notify: Notify::new(),
             changes: Mutex::new(Some(tx)),
             errors: Mutex::new((0, VecDeque::new())),
+            driver: Mutex::new(Driver {
+                tail: log.tail(from),
+                batch: Vec::new(),
+                task_waker: None,
+                ended: false,
+            }),
+            max_batch: config.max_batch,
         });
-        let tail = log.tail(from);
         let guard = ExitGuard(Arc::clone(&shared));
-        let task = rt.spawn(fold_task(guard, tail, config.max_batch));
+        let task = rt.spawn(fold_task(guard));
         Ok(CortexAdapter {
             inner: Arc::new(Handle {
                 shared,
@@ -757,6 +825,11 @@ impl<M: CortexModel> CortexAdapter<M> {
         loop {
             let mut notified = pin!(shared.notify.notified());
             notified.as_mut().enable();
+            if let Some(r) = shared.check(seq) {
+                return r;
+            }
+            // The event may be ready and the fold task not yet running: fold it here.
+            shared.help();
             if let Some(r) = shared.check(seq) {
                 return r;
             }
