@@ -23,7 +23,7 @@ use super::event_meta::{EventMeta, SeqOrTs};
 use super::log::{CortexLog, LogTail};
 use super::model::{CortexEvent, CortexModel, EventContext};
 use super::snapshot::{self, SnapshotInfo};
-use super::table::Table;
+use super::table::{Table, Touched};
 use super::watch::{Registry, Watch, WatchStream};
 
 /// Where a fold starts reading its log.
@@ -219,6 +219,8 @@ pub(crate) struct Shared<M: CortexModel> {
     errors: Mutex<(u64, VecDeque<FoldError>)>,
     driver: Mutex<Driver>,
     max_batch: usize,
+    /// The rows a batch changed, reused from batch to batch.
+    touched_buf: Mutex<Vec<Touched<M>>>,
 }
 
 impl<M: CortexModel> Shared<M> {
@@ -317,7 +319,9 @@ impl<M: CortexModel> Shared<M> {
 
         let mut stop = None;
         let mut skipped = Vec::new();
-        let touched = {
+        let mut touched_buf = self.touched_buf.lock();
+        let touched = &mut *touched_buf;
+        let through = {
             let mut t = self.state.lock.write();
             if self.closed.load(Ordering::Acquire) {
                 return false;
@@ -365,25 +369,29 @@ impl<M: CortexModel> Shared<M> {
                 }
                 t.set_folded_through(Some(folded_seq));
             }
-            (t.drain_touched(), t.folded_through_seq())
+            t.drain_touched_into(touched);
+            t.folded_through_seq()
         };
-        let (touched, through) = touched;
         for e in skipped {
             self.record_error(e);
         }
         if !touched.is_empty() {
             let mut watches = self.watches.lock();
-            watches.on_batch(&self.state.read(), &touched);
+            if watches.collect_affected(touched) {
+                watches.reevaluate(&self.state.read());
+            }
             drop(watches);
             if let (Some(tx), Some(through_seq)) = (self.changes.lock().as_ref(), through)
                 && tx.receiver_count() > 0
             {
                 let _ = tx.send(Change::Applied {
                     through_seq,
-                    ids: touched.into_iter().map(|(id, _)| id).collect(),
+                    ids: touched.iter().map(|(id, _)| id.clone()).collect(),
                 });
             }
         }
+        touched.clear();
+        drop(touched_buf);
         // Progress is published after the watchers saw the batch: once `wait_for_seq`
         // returns, every watch stream already holds a result that includes it.
         self.folded
@@ -498,7 +506,11 @@ async fn fold_task<M: CortexModel>(guard: ExitGuard<M>) {
     let shared = &guard.0;
     std::future::poll_fn(|cx| {
         let mut d = shared.driver.lock();
-        if !d.task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if !d
+            .task_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
             d.task_waker = Some(cx.waker().clone());
         }
         // A few batches per poll, then yield to other tasks.
@@ -729,6 +741,7 @@ impl<M: CortexModel> CortexAdapter<M> {
                 ended: false,
             }),
             max_batch: config.max_batch,
+            touched_buf: Mutex::new(Vec::new()),
         });
         let guard = ExitGuard(Arc::clone(&shared));
         let task = rt.spawn(fold_task(guard));

@@ -157,15 +157,16 @@ impl<M: CortexModel> Table<M> {
         }
     }
 
-    /// Rows changed since the last call, sorted by id, each once, as it is now.
-    pub(crate) fn drain_touched(&mut self) -> Vec<Touched<M>> {
-        let mut t = std::mem::take(&mut self.touched);
+    /// Moves the rows changed since the last call into `t` (which must be empty), sorted by
+    /// id, each once, as it is now. The table keeps `t`'s old allocation.
+    pub(crate) fn drain_touched_into(&mut self, t: &mut Vec<Touched<M>>) {
+        debug_assert!(t.is_empty());
+        std::mem::swap(&mut self.touched, t);
         self.touched_mark = 0;
         // Keep the last change of each id: reverse, then a stable sort keeps that first.
         t.reverse();
         t.sort_by(|a, b| a.0.cmp(&b.0));
         t.dedup_by(|a, b| a.0 == b.0);
-        t
     }
 
     /// Starts an event: changes from here on can be undone with [`rollback`](Self::rollback).

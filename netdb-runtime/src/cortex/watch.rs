@@ -352,14 +352,14 @@ impl<M: CortexModel> Registry<M> {
         Some(w)
     }
 
-    /// Re-evaluates the watchers `touched` can affect and delivers changed results.
-    pub(crate) fn on_batch(&mut self, table: &Table<M>, touched: &[Touched<M>]) {
+    /// Finds the watchers `touched` can affect; returns whether there are any. Needs no
+    /// state lock: the rows come with `touched`.
+    pub(crate) fn collect_affected(&mut self, touched: &[Touched<M>]) -> bool {
+        self.affected.clear();
         if self.watchers.is_empty() || touched.is_empty() {
-            return;
+            return false;
         }
-        let mut affected = std::mem::take(&mut self.affected);
-        affected.clear();
-        let mut unrouted_hit = Vec::new();
+        let affected = &mut self.affected;
         for (id, row) in touched {
             if let Some(ws) = self.by_member.get(id) {
                 affected.extend_from_slice(ws);
@@ -374,23 +374,27 @@ impl<M: CortexModel> Registry<M> {
                     }
                 });
             }
-            for &w in &self.unrouted {
-                let hit = self
-                    .watchers
-                    .get(&w)
-                    .is_some_and(|w| w.spec.offset > 0 || w.spec.filter.matches(row));
-                if hit {
-                    unrouted_hit.push(w);
-                }
+        }
+        for &wid in &self.unrouted {
+            let Some(w) = self.watchers.get(&wid) else {
+                continue;
+            };
+            // With an offset any change can shift the result, even a removal.
+            let hit = w.spec.offset > 0
+                || touched
+                    .iter()
+                    .any(|(_, row)| row.as_ref().is_some_and(|r| w.spec.filter.matches(r)));
+            if hit {
+                affected.push(wid);
             }
         }
-        // Watchers with an offset react to any change, even a removal.
-        for &w in &self.unrouted {
-            if self.watchers.get(&w).is_some_and(|w| w.spec.offset > 0) {
-                unrouted_hit.push(w);
-            }
-        }
-        affected.extend(unrouted_hit);
+        !affected.is_empty()
+    }
+
+    /// Re-evaluates the watchers [`collect_affected`](Self::collect_affected) found and
+    /// delivers changed results.
+    pub(crate) fn reevaluate(&mut self, table: &Table<M>) {
+        let mut affected = std::mem::take(&mut self.affected);
         affected.sort_unstable();
         affected.dedup();
         let seq = table.folded_through_seq();
