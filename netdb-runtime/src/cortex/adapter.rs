@@ -384,9 +384,12 @@ impl<M: CortexModel> Shared<M> {
             if let (Some(tx), Some(through_seq)) = (self.changes.lock().as_ref(), through)
                 && tx.receiver_count() > 0
             {
+                let mut ids: Vec<M::Id> = touched.iter().map(|(id, _)| id.clone()).collect();
+                ids.sort_unstable();
+                ids.dedup();
                 let _ = tx.send(Change::Applied {
                     through_seq,
-                    ids: touched.iter().map(|(id, _)| id.clone()).collect(),
+                    ids: ids.into(),
                 });
             }
         }

@@ -157,16 +157,13 @@ impl<M: CortexModel> Table<M> {
         }
     }
 
-    /// Moves the rows changed since the last call into `t` (which must be empty), sorted by
-    /// id, each once, as it is now. The table keeps `t`'s old allocation.
+    /// Moves the rows changed since the last call into `t` (which must be empty), in change
+    /// order: an id changed twice appears twice, the later entry holding the row as it is
+    /// now. The table keeps `t`'s old allocation.
     pub(crate) fn drain_touched_into(&mut self, t: &mut Vec<Touched<M>>) {
         debug_assert!(t.is_empty());
         std::mem::swap(&mut self.touched, t);
         self.touched_mark = 0;
-        // Keep the last change of each id: reverse, then a stable sort keeps that first.
-        t.reverse();
-        t.sort_by(|a, b| a.0.cmp(&b.0));
-        t.dedup_by(|a, b| a.0 == b.0);
     }
 
     /// Starts an event: changes from here on can be undone with [`rollback`](Self::rollback).

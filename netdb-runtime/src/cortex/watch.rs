@@ -353,7 +353,9 @@ impl<M: CortexModel> Registry<M> {
     }
 
     /// Finds the watchers `touched` can affect; returns whether there are any. Needs no
-    /// state lock: the rows come with `touched`.
+    /// state lock: the rows come with `touched`. An id may appear more than once (with an
+    /// older version of the row): that can only add a watcher, never miss one, since the
+    /// latest version is checked too.
     pub(crate) fn collect_affected(&mut self, touched: &[Touched<M>]) -> bool {
         self.affected.clear();
         if self.watchers.is_empty() || touched.is_empty() {
