@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::{Bound, RangeBounds};
 
-use super::model::{Direction, FxBuild, IdWalk};
+use super::model::{Direction, FastHash, IdWalk};
 
 /// Equality index: key → ids.
 #[derive(Debug, Clone)]
 pub struct HashIndex<K, Id> {
-    map: HashMap<K, BTreeSet<Id>, FxBuild>,
+    map: HashMap<K, BTreeSet<Id>, FastHash>,
 }
 
 impl<K, Id> Default for HashIndex<K, Id> {

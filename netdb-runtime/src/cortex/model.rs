@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 use std::fmt::Debug;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -334,6 +334,22 @@ pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
     haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
+/// The hash the watch engine routes by: stable within a process (seeded once per process,
+/// so values chosen to collide cannot be prepared in advance; a collision only costs an
+/// extra re-evaluation).
+pub fn route_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    static SEED: std::sync::OnceLock<foldhash::fast::FixedState> = std::sync::OnceLock::new();
+    SEED.get_or_init(|| {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(foldhash::fast::RandomState::default().hash_one(0u8))
+    })
+    .hash_one(value)
+}
+
+/// `HashMap` / `HashSet` hasher state for the runtime's internal maps: fast, and seeded per
+/// process so keys from users (ids, tags) cannot be chosen to collide.
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
 #[cfg(test)]
 mod tests {
     use super::contains_ignore_case;
@@ -360,69 +376,3 @@ mod tests {
         }
     }
 }
-
-/// The hash the watch engine routes by: stable within a process, fast on small keys.
-pub fn route_hash<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut h = FxHasher::default();
-    value.hash(&mut h);
-    h.finish()
-}
-
-/// A small multiplicative hasher for in-process maps keyed by ids and hashes (not
-/// resistant to adversarial keys; nothing here is keyed by untrusted input alone).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct FxHasher {
-    hash: u64,
-}
-
-const FX_SEED: u64 = 0xf135_7aea_2e62_a9c5;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = self.hash.wrapping_add(word).wrapping_mul(FX_SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.hash.rotate_left(26)
-    }
-}
-
-/// `HashMap` / `HashSet` hasher state for the runtime's internal maps.
-pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;

@@ -1,12 +1,60 @@
 //! The materialized state of a model: rows by id, their indexes, and the bookkeeping the
 //! fold needs (what it touched, how to undo a failed event).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use super::model::{CortexModel, IndexSet, ModelFilter};
+use super::model::{CortexModel, FastHash, IndexSet, ModelFilter};
 use super::query::{Query, QuerySpec};
+
+/// The rows by id, twice: ordered (for scans in id order) and hashed (for lookups).
+pub(crate) struct Rows<M: CortexModel> {
+    ordered: BTreeMap<M::Id, Arc<M>>,
+    by_id: HashMap<M::Id, Arc<M>, FastHash>,
+}
+
+impl<M: CortexModel> Default for Rows<M> {
+    fn default() -> Self {
+        Rows {
+            ordered: BTreeMap::new(),
+            by_id: HashMap::default(),
+        }
+    }
+}
+
+impl<M: CortexModel> Rows<M> {
+    pub(crate) fn get(&self, id: &M::Id) -> Option<&Arc<M>> {
+        self.by_id.get(id)
+    }
+
+    fn insert(&mut self, id: M::Id, row: Arc<M>) -> Option<Arc<M>> {
+        self.by_id.insert(id.clone(), Arc::clone(&row));
+        self.ordered.insert(id, row)
+    }
+
+    fn remove(&mut self, id: &M::Id) -> Option<Arc<M>> {
+        self.by_id.remove(id);
+        self.ordered.remove(id)
+    }
+
+    /// The rows in id order.
+    pub(crate) fn values(&self) -> std::collections::btree_map::Values<'_, M::Id, Arc<M>> {
+        self.ordered.values()
+    }
+
+    fn iter(&self) -> std::collections::btree_map::Iter<'_, M::Id, Arc<M>> {
+        self.ordered.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ordered.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ordered.is_empty()
+    }
+}
 
 /// A changed row's id and the row after the change (`None`: removed).
 pub(crate) type Touched<M> = (<M as CortexModel>::Id, Option<Arc<M>>);
@@ -18,7 +66,7 @@ pub(crate) type Touched<M> = (<M as CortexModel>::Id, Option<Arc<M>>);
 ///
 /// [`CortexAdapter`]: super::CortexAdapter
 pub struct Table<M: CortexModel> {
-    rows: BTreeMap<M::Id, Arc<M>>,
+    rows: Rows<M>,
     indexes: M::Indexes,
     folded_through: Option<u64>,
     /// Rows as they were before the current event changed them, in change order.
@@ -46,7 +94,7 @@ impl<M: CortexModel> fmt::Debug for Table<M> {
 impl<M: CortexModel> Default for Table<M> {
     fn default() -> Self {
         Table {
-            rows: BTreeMap::new(),
+            rows: Rows::default(),
             indexes: M::Indexes::default(),
             folded_through: None,
             journal: Vec::new(),
@@ -141,7 +189,7 @@ impl<M: CortexModel> Table<M> {
         &self.indexes
     }
 
-    pub(crate) fn rows(&self) -> &BTreeMap<M::Id, Arc<M>> {
+    pub(crate) fn rows(&self) -> &Rows<M> {
         &self.rows
     }
 

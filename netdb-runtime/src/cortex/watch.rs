@@ -17,7 +17,7 @@ use futures_core::Stream;
 use parking_lot::Mutex;
 
 use super::adapter::Shared;
-use super::model::{CortexModel, FxBuild, ModelFilter, Route};
+use super::model::{CortexModel, FastHash, ModelFilter, Route};
 use super::query::{QuerySpec, same_rows};
 use super::table::{Table, Touched};
 
@@ -243,11 +243,11 @@ struct Watcher<M: CortexModel> {
 /// Every watcher of one adapter, and the maps that find the ones a change can affect.
 pub(crate) struct Registry<M: CortexModel> {
     next_id: u64,
-    watchers: HashMap<u64, Watcher<M>, FxBuild>,
+    watchers: HashMap<u64, Watcher<M>, FastHash>,
     /// Row id → watchers whose last result holds it.
-    by_member: HashMap<M::Id, Vec<u64>, FxBuild>,
+    by_member: HashMap<M::Id, Vec<u64>, FastHash>,
     /// (field, route hash) → watchers whose filter requires that value.
-    by_route: HashMap<(u16, u64), Vec<u64>, FxBuild>,
+    by_route: HashMap<(u16, u64), Vec<u64>, FastHash>,
     /// Fields some watcher routes on, with how many do.
     route_fields: BTreeMap<u16, usize>,
     /// Watchers with no route.
@@ -410,8 +410,8 @@ impl<M: CortexModel> Registry<M> {
             }
             let old = std::mem::replace(&mut w.last, rows.clone());
             let slot = Arc::clone(&w.slot);
-            let old_ids: HashSet<&M::Id, FxBuild> = old.iter().map(|r| r.id()).collect();
-            let new_ids: HashSet<&M::Id, FxBuild> = rows.iter().map(|r| r.id()).collect();
+            let old_ids: HashSet<&M::Id, FastHash> = old.iter().map(|r| r.id()).collect();
+            let new_ids: HashSet<&M::Id, FastHash> = rows.iter().map(|r| r.id()).collect();
             for id in old_ids.difference(&new_ids) {
                 unlink(&mut self.by_member, *id, wid);
             }
