@@ -61,7 +61,8 @@ pub(crate) type Touched<M> = (<M as CortexModel>::Id, Option<Arc<M>>);
 
 /// The rows of a model `M`, with its indexes: the state a [`CortexAdapter`] folds into.
 ///
-/// Readers get it through [`SharedState::read`]; only the fold changes it, through
+/// Readers get it through [`SharedState::read`](super::SharedState::read); only the fold
+/// changes it, through
 /// [`TableMut`] in an event's [`apply`](super::CortexEvent::apply).
 ///
 /// [`CortexAdapter`]: super::CortexAdapter
