@@ -221,7 +221,15 @@ pub(crate) struct Shared<M: CortexModel> {
     max_batch: usize,
     /// The rows a batch changed, reused from batch to batch.
     touched_buf: Mutex<Vec<Touched<M>>>,
+    /// The decoded events of a batch, reused from batch to batch.
+    decoded_buf: Mutex<Vec<Decoded<M>>>,
 }
+
+/// An event read by the fold: its seq, and the decoded event or why it is not one.
+type Decoded<M> = (
+    u64,
+    Result<(EventContext, <M as CortexModel>::Event), FoldErrorKind>,
+);
 
 impl<M: CortexModel> Shared<M> {
     fn check(&self, seq: u64) -> Option<Result<(), CortexError>> {
@@ -291,7 +299,11 @@ impl<M: CortexModel> Shared<M> {
 
     /// Applies a batch read from the tail. Returns `false` when the fold must end.
     fn apply_batch(&self, items: &mut Vec<Result<RedexEvent, RedexError>>) -> bool {
-        let mut decoded = Vec::with_capacity(items.len());
+        // Reused from batch to batch: a fresh buffer this size per batch costs more in the
+        // allocator than the decoding does.
+        let mut decoded_buf = self.decoded_buf.lock();
+        let decoded = &mut *decoded_buf;
+        decoded.clear();
         let mut log_failure = None;
         for item in items.drain(..) {
             match item {
@@ -335,7 +347,7 @@ impl<M: CortexModel> Shared<M> {
                     .as_ref()
                     .is_some_and(|tx| tx.receiver_count() > 0);
             t.set_tracking(track);
-            for (seq, item) in decoded {
+            for (seq, item) in decoded.drain(..) {
                 let outcome = match item {
                     Ok((ctx, event)) => {
                         let mut tm = t.begin();
@@ -745,6 +757,7 @@ impl<M: CortexModel> CortexAdapter<M> {
             }),
             max_batch: config.max_batch,
             touched_buf: Mutex::new(Vec::new()),
+            decoded_buf: Mutex::new(Vec::new()),
         });
         let guard = ExitGuard(Arc::clone(&shared));
         let task = rt.spawn(fold_task(guard));
@@ -788,9 +801,24 @@ impl<M: CortexModel> CortexAdapter<M> {
     ///
     /// Appends succeed while the fold is stopped: the log is the source of truth.
     pub fn append(&self, event: &M::Event) -> Result<u64, CortexError> {
-        let mut buf = Vec::with_capacity(128);
-        self.encode(event, &mut buf)?;
-        Ok(self.shared().log.append(&buf)?)
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|cell| {
+            // The log copies the bytes: one buffer per thread serves every append.
+            let Ok(mut buf) = cell.try_borrow_mut() else {
+                let mut buf = Vec::new();
+                self.encode(event, &mut buf)?;
+                return Ok(self.shared().log.append(&buf)?);
+            };
+            buf.clear();
+            self.encode(event, &mut buf)?;
+            let seq = self.shared().log.append(&buf)?;
+            if buf.capacity() > 64 << 10 {
+                *buf = Vec::new(); // do not keep one huge event's buffer for ever
+            }
+            Ok(seq)
+        })
     }
 
     /// Appends events all or nothing; returns their sequence numbers.

@@ -4,16 +4,133 @@
 //! set is already in id order. The table keeps them current: generated code only says which
 //! field feeds which index.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::btree_map::Entry as BTreeEntry;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, btree_set};
 use std::hash::Hash;
 use std::ops::{Bound, RangeBounds};
 
 use super::model::{Direction, FastHash, IdWalk};
 
+/// The ids of the rows holding one index key, in ascending order. Most keys of an ordered
+/// index belong to one row, so a single id is stored inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdSet<Id> {
+    /// One id.
+    One(Id),
+    /// Two or more ids.
+    Many(BTreeSet<Id>),
+}
+
+impl<Id> IdSet<Id> {
+    /// How many ids.
+    pub fn len(&self) -> usize {
+        match self {
+            IdSet::One(_) => 1,
+            IdSet::Many(s) => s.len(),
+        }
+    }
+
+    /// Never true for a set an index holds (empty sets are dropped).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids, ascending.
+    pub fn iter(&self) -> IdSetIter<'_, Id> {
+        match self {
+            IdSet::One(x) => IdSetIter::One(Some(x)),
+            IdSet::Many(s) => IdSetIter::Many(s.iter()),
+        }
+    }
+}
+
+impl<Id: Ord + Clone> IdSet<Id> {
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: &Id) -> bool {
+        match self {
+            IdSet::One(x) => x == id,
+            IdSet::Many(s) => s.contains(id),
+        }
+    }
+
+    fn insert(&mut self, id: &Id) {
+        match self {
+            IdSet::One(x) if x == id => {}
+            IdSet::One(x) => {
+                let set = BTreeSet::from([x.clone(), id.clone()]);
+                *self = IdSet::Many(set);
+            }
+            IdSet::Many(s) => {
+                s.insert(id.clone());
+            }
+        }
+    }
+
+    /// Removes `id`; returns whether the set is now empty.
+    fn remove(&mut self, id: &Id) -> bool {
+        match self {
+            IdSet::One(x) => x == id,
+            IdSet::Many(s) => {
+                s.remove(id);
+                if s.len() == 1 {
+                    let last = s.pop_first().expect("one element");
+                    *self = IdSet::One(last);
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Iterator over an [`IdSet`].
+#[derive(Debug, Clone)]
+pub enum IdSetIter<'a, Id> {
+    /// Over a single id.
+    One(Option<&'a Id>),
+    /// Over a set.
+    Many(btree_set::Iter<'a, Id>),
+}
+
+impl<'a, Id> Iterator for IdSetIter<'a, Id> {
+    type Item = &'a Id;
+    fn next(&mut self) -> Option<&'a Id> {
+        match self {
+            IdSetIter::One(x) => x.take(),
+            IdSetIter::Many(it) => it.next(),
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            IdSetIter::One(x) => (usize::from(x.is_some()), Some(usize::from(x.is_some()))),
+            IdSetIter::Many(it) => it.size_hint(),
+        }
+    }
+}
+
+impl<Id> DoubleEndedIterator for IdSetIter<'_, Id> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            IdSetIter::One(x) => x.take(),
+            IdSetIter::Many(it) => it.next_back(),
+        }
+    }
+}
+
+impl<Id> ExactSizeIterator for IdSetIter<'_, Id> {}
+
+impl<'a, Id> IntoIterator for &'a IdSet<Id> {
+    type Item = &'a Id;
+    type IntoIter = IdSetIter<'a, Id>;
+    fn into_iter(self) -> IdSetIter<'a, Id> {
+        self.iter()
+    }
+}
+
 /// Equality index: key → ids.
 #[derive(Debug, Clone)]
 pub struct HashIndex<K, Id> {
-    map: HashMap<K, BTreeSet<Id>, FastHash>,
+    map: HashMap<K, IdSet<Id>, FastHash>,
 }
 
 impl<K, Id> Default for HashIndex<K, Id> {
@@ -27,21 +144,23 @@ impl<K, Id> Default for HashIndex<K, Id> {
 impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
     /// Records that the row `id` holds `key`.
     pub fn insert(&mut self, key: K, id: &Id) {
-        self.map.entry(key).or_default().insert(id.clone());
-    }
-
-    /// Forgets that the row `id` holds `key`.
-    pub fn remove(&mut self, key: &K, id: &Id) {
-        if let Some(set) = self.map.get_mut(key) {
-            set.remove(id);
-            if set.is_empty() {
-                self.map.remove(key);
+        match self.map.entry(key) {
+            Entry::Occupied(mut e) => e.get_mut().insert(id),
+            Entry::Vacant(e) => {
+                e.insert(IdSet::One(id.clone()));
             }
         }
     }
 
+    /// Forgets that the row `id` holds `key`.
+    pub fn remove(&mut self, key: &K, id: &Id) {
+        if self.map.get_mut(key).is_some_and(|set| set.remove(id)) {
+            self.map.remove(key);
+        }
+    }
+
     /// The ids of rows holding `key`.
-    pub fn get(&self, key: &K) -> Option<&BTreeSet<Id>> {
+    pub fn get(&self, key: &K) -> Option<&IdSet<Id>> {
         self.map.get(key)
     }
 
@@ -62,9 +181,7 @@ impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
         K: Clone,
     {
         match self.map.get_mut(key) {
-            Some(ids) => {
-                ids.insert(id.clone());
-            }
+            Some(ids) => ids.insert(id),
             None => self.insert(key.clone(), id),
         }
     }
@@ -78,7 +195,7 @@ impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
 /// Ordered index: key → ids, walkable in key order and by range.
 #[derive(Debug, Clone)]
 pub struct OrderedIndex<K, Id> {
-    map: BTreeMap<K, BTreeSet<Id>>,
+    map: BTreeMap<K, IdSet<Id>>,
 }
 
 impl<K, Id> Default for OrderedIndex<K, Id> {
@@ -92,21 +209,23 @@ impl<K, Id> Default for OrderedIndex<K, Id> {
 impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
     /// Records that the row `id` holds `key`.
     pub fn insert(&mut self, key: K, id: &Id) {
-        self.map.entry(key).or_default().insert(id.clone());
-    }
-
-    /// Forgets that the row `id` holds `key`.
-    pub fn remove(&mut self, key: &K, id: &Id) {
-        if let Some(set) = self.map.get_mut(key) {
-            set.remove(id);
-            if set.is_empty() {
-                self.map.remove(key);
+        match self.map.entry(key) {
+            BTreeEntry::Occupied(mut e) => e.get_mut().insert(id),
+            BTreeEntry::Vacant(e) => {
+                e.insert(IdSet::One(id.clone()));
             }
         }
     }
 
+    /// Forgets that the row `id` holds `key`.
+    pub fn remove(&mut self, key: &K, id: &Id) {
+        if self.map.get_mut(key).is_some_and(|set| set.remove(id)) {
+            self.map.remove(key);
+        }
+    }
+
     /// The ids of rows holding `key`.
-    pub fn get(&self, key: &K) -> Option<&BTreeSet<Id>> {
+    pub fn get(&self, key: &K) -> Option<&IdSet<Id>> {
         self.map.get(key)
     }
 
@@ -207,7 +326,7 @@ impl<K: Hash + Eq + Clone, Id: Ord + Clone> InvertedIndex<K, Id> {
     }
 
     /// The ids of rows whose collection holds `element`.
-    pub fn get(&self, element: &K) -> Option<&BTreeSet<Id>> {
+    pub fn get(&self, element: &K) -> Option<&IdSet<Id>> {
         self.inner.get(element)
     }
 }
@@ -223,8 +342,8 @@ pub struct Plan<'i, Id> {
 
 #[derive(Debug)]
 enum Candidates<'i, Id> {
-    One(&'i BTreeSet<Id>),
-    Union(Vec<&'i BTreeSet<Id>>, usize),
+    One(&'i IdSet<Id>),
+    Union(Vec<&'i IdSet<Id>>, usize),
     Ids(Vec<&'i Id>),
 }
 
@@ -257,7 +376,7 @@ impl<'i, Id: Ord> Plan<'i, Id> {
     }
 
     /// Offers the rows of one index entry (`None`: the key is absent, nothing matches).
-    pub fn offer_set(&mut self, set: Option<&'i BTreeSet<Id>>) {
+    pub fn offer_set(&mut self, set: Option<&'i IdSet<Id>>) {
         match set {
             Some(s) => self.keep(Candidates::One(s)),
             None => self.keep(Candidates::Ids(Vec::new())),
@@ -265,7 +384,7 @@ impl<'i, Id: Ord> Plan<'i, Id> {
     }
 
     /// Offers the union of several index entries (an `_in` or `any` clause).
-    pub fn offer_union(&mut self, sets: impl IntoIterator<Item = Option<&'i BTreeSet<Id>>>) {
+    pub fn offer_union(&mut self, sets: impl IntoIterator<Item = Option<&'i IdSet<Id>>>) {
         let sets: Vec<_> = sets.into_iter().flatten().collect();
         let n = sets.iter().map(|s| s.len()).sum();
         self.keep(Candidates::Union(sets, n));
@@ -330,14 +449,17 @@ mod tests {
         assert_eq!(asc, [2, 0, 1, 3]);
         assert_eq!(desc, [3, 1, 0, 2]);
         ix.remove(&5, &0);
+        assert_eq!(ix.get(&5), Some(&IdSet::One(1)));
         ix.remove(&5, &1);
         assert!(ix.get(&5).is_none());
+        ix.remove(&9, &7); // not there: nothing changes
+        assert_eq!(ix.get(&9), Some(&IdSet::One(3)));
     }
 
     #[test]
     fn plan_keeps_the_smallest_offer() {
-        let a: BTreeSet<u64> = (0..10).collect();
-        let b: BTreeSet<u64> = [7, 3].into();
+        let a = IdSet::Many((0..10u64).collect());
+        let b = IdSet::Many([7u64, 3].into());
         let mut plan = Plan::default();
         assert!(plan.best_len().is_none());
         plan.offer_set(Some(&a));

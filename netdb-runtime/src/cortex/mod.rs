@@ -77,7 +77,7 @@ pub use error::{
     ApplyError, CortexError, EventDecodeError, FoldError, FoldErrorKind, SnapshotError,
 };
 pub use event_meta::{EventMeta, EventMetaError, SeqOrTs};
-pub use index::{HashIndex, InvertedIndex, OrderedIndex, Plan};
+pub use index::{HashIndex, IdSet, IdSetIter, InvertedIndex, OrderedIndex, Plan};
 pub use log::{CortexLog, LogTail};
 pub use model::{
     CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk, IndexSet, Migration,
