@@ -1650,15 +1650,30 @@ async fn netdb_garbage_and_damaged_bundles() {
     let db = NetDb::open_from_snapshot(&redex, &bundle, both()).unwrap();
     drop(db);
 
-    for garbage in [
-        Vec::new(),
-        noise(100, 5),
-        BUNDLE_MAGIC[..7].to_vec(),
-        envelope_bytes,
-    ] {
+    for garbage in [Vec::new(), noise(100, 5), BUNDLE_MAGIC[..7].to_vec()] {
         let e = snap_err(NetDb::open_from_snapshot(&redex, &garbage, both()));
-        assert!(matches!(e, SnapshotError::NotASnapshot), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                SnapshotError::NotABundle {
+                    model_snapshot: false
+                }
+            ),
+            "{e:?}"
+        );
     }
+    // One model's snapshot passed as a bundle: the error says what it is instead.
+    let e = snap_err(NetDb::open_from_snapshot(&redex, &envelope_bytes, both()));
+    assert!(
+        matches!(
+            e,
+            SnapshotError::NotABundle {
+                model_snapshot: true
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("open_from_snapshot"), "{e}");
 
     // A newer bundle format.
     let mut newer = bundle.clone();
@@ -1680,7 +1695,10 @@ async fn netdb_garbage_and_damaged_bundles() {
     for len in 0..bundle.len() {
         let e = snap_err(NetDb::open_from_snapshot(&redex, &bundle[..len], both()));
         if len < BUNDLE_MAGIC.len() {
-            assert!(matches!(e, SnapshotError::NotASnapshot), "{len}: {e:?}");
+            assert!(
+                matches!(e, SnapshotError::NotABundle { .. }),
+                "{len}: {e:?}"
+            );
         } else {
             assert!(matches!(e, SnapshotError::Corrupt { .. }), "{len}: {e:?}");
         }

@@ -26,6 +26,15 @@ use super::snapshot::{self, SnapshotInfo};
 use super::table::{Table, Touched};
 use super::watch::{Registry, Watch, WatchStream};
 
+/// Where a fold's tail starts, once resolved.
+#[derive(Debug, Clone, Copy)]
+enum StartFrom {
+    /// The first event still in the log, when the fold first reads.
+    Head,
+    /// This sequence number.
+    Seq(u64),
+}
+
 /// Where a fold starts reading its log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StartAt {
@@ -223,6 +232,9 @@ pub(crate) struct Shared<M: CortexModel> {
     touched_buf: Mutex<Vec<Touched<M>>>,
     /// The decoded events of a batch, reused from batch to batch.
     decoded_buf: Mutex<Vec<Decoded<M>>>,
+    /// The fold starts at the log's head: a head that moved before the first read is not a
+    /// gap.
+    from_head: bool,
 }
 
 /// An event read by the fold: its seq, and the decoded event or why it is not one.
@@ -259,7 +271,8 @@ impl<M: CortexModel> Shared<M> {
     fn finish(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_waiters();
-        self.watches.lock().close();
+        let wakers = self.watches.lock().close();
+        wakers.into_iter().for_each(Waker::wake);
         self.changes.lock().take();
     }
 
@@ -307,7 +320,12 @@ impl<M: CortexModel> Shared<M> {
         let mut log_failure = None;
         for item in items.drain(..) {
             match item {
-                Ok(ev) => decoded.push((ev.seq, Self::decode(&ev))),
+                Ok(ev) => {
+                    // Generated decoding is model code: a panic in it is this event's error.
+                    let d = catch_unwind(AssertUnwindSafe(|| Self::decode(&ev)))
+                        .unwrap_or_else(|p| Err(FoldErrorKind::Panicked(panic_message(&*p))));
+                    decoded.push((ev.seq, d));
+                }
                 Err(RedexError::Evicted {
                     requested,
                     first_available,
@@ -333,6 +351,7 @@ impl<M: CortexModel> Shared<M> {
         let mut skipped = Vec::new();
         let mut touched_buf = self.touched_buf.lock();
         let touched = &mut *touched_buf;
+        touched.clear();
         let through = {
             let mut t = self.state.lock.write();
             if self.closed.load(Ordering::Acquire) {
@@ -365,6 +384,14 @@ impl<M: CortexModel> Shared<M> {
                     }
                     Err(kind) => Err(kind),
                 };
+                // Started from the log's head and retention moved it before the first
+                // read: the new head is where "the beginning" now is.
+                if self.from_head
+                    && t.folded_through_seq().is_none()
+                    && matches!(outcome, Err(FoldErrorKind::Evicted { .. }))
+                {
+                    continue;
+                }
                 let folded_seq = match &outcome {
                     // A gap is folded through the event before the new head.
                     Err(FoldErrorKind::Evicted { head }) => head.saturating_sub(1),
@@ -389,10 +416,14 @@ impl<M: CortexModel> Shared<M> {
         }
         if !touched.is_empty() {
             let mut watches = self.watches.lock();
+            let mut wakers = Vec::new();
             if watches.collect_affected(touched) {
-                watches.reevaluate(&self.state.read());
+                // Recursive: a reader holding a guard may be waiting for the registry, and a
+                // plain read would queue behind a `close()` waiting for the write lock.
+                watches.reevaluate(&self.state.lock.read_recursive(), &mut wakers);
             }
             drop(watches);
+            wakers.into_iter().for_each(Waker::wake);
             if let (Some(tx), Some(through_seq)) = (self.changes.lock().as_ref(), through)
                 && tx.receiver_count() > 0
             {
@@ -418,7 +449,10 @@ impl<M: CortexModel> Shared<M> {
         }
         match log_failure {
             None => true,
-            Some(None) => false,
+            Some(None) => {
+                self.finish();
+                false
+            }
             Some(Some(e)) => {
                 let seq = self.folded_through().map_or(0, |s| s + 1);
                 self.stop(FoldError {
@@ -486,8 +520,27 @@ impl<M: CortexModel> Shared<M> {
                     }
                 }
             }
-            if !d.batch.is_empty() && !self.apply_batch(&mut d.batch) {
-                d.ended = true;
+            if !d.batch.is_empty() {
+                // `apply` runs under its own catch; this catches the rest of the model's
+                // code (filters, routes, orderings, index keys) and stops the fold cleanly.
+                let applied = catch_unwind(AssertUnwindSafe(|| self.apply_batch(&mut d.batch)));
+                match applied {
+                    Ok(true) => {}
+                    Ok(false) => d.ended = true,
+                    Err(panic) => {
+                        d.batch.clear();
+                        self.touched_buf.lock().clear();
+                        let seq = self.folded_through().map_or(0, |s| s + 1);
+                        self.stop(FoldError {
+                            seq,
+                            kind: FoldErrorKind::Panicked(format!(
+                                "outside apply (a filter, route, ordering or index key): {}",
+                                panic_message(&*panic)
+                            )),
+                        });
+                        d.ended = true;
+                    }
+                }
             }
             if end_of_log {
                 d.ended = true;
@@ -539,6 +592,7 @@ struct Handle<M: CortexModel> {
     task: Mutex<Option<JoinHandle<()>>>,
     restore: RestoreOutcome,
     close_started: AtomicBool,
+    log_closed: AtomicBool,
 }
 
 impl<M: CortexModel> Drop for Handle<M> {
@@ -609,9 +663,9 @@ impl<M: CortexModel> CortexAdapter<M> {
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
         let from = match config.start {
-            StartAt::Beginning => log.first_seq(),
-            StartAt::Seq(s) => s,
-            StartAt::Live => log.next_seq(),
+            StartAt::Beginning => StartFrom::Head,
+            StartAt::Seq(s) => StartFrom::Seq(s),
+            StartAt::Live => StartFrom::Seq(log.next_seq()),
         };
         Self::start(
             log,
@@ -671,7 +725,7 @@ impl<M: CortexModel> CortexAdapter<M> {
             }
             let log_next = log.next_seq();
             let from = match last_seq {
-                None => log.first_seq(),
+                None => StartFrom::Head,
                 Some(s) if s >= log_next => {
                     return Err(SnapshotError::AheadOfLog {
                         channel: M::CHANNEL.to_owned(),
@@ -679,7 +733,7 @@ impl<M: CortexModel> CortexAdapter<M> {
                         log_next,
                     });
                 }
-                Some(s) => s + 1,
+                Some(s) => StartFrom::Seq(s + 1),
             };
             Ok((info, rows, from))
         });
@@ -698,8 +752,14 @@ impl<M: CortexModel> CortexAdapter<M> {
                 let outcome = RestoreOutcome::Replayed {
                     reason: e.to_string(),
                 };
-                let from = log.first_seq();
-                Self::start(log, origin_hash, &config, Table::default(), from, outcome)
+                Self::start(
+                    log,
+                    origin_hash,
+                    &config,
+                    Table::default(),
+                    StartFrom::Head,
+                    outcome,
+                )
             }
             Err(e) => Err(e.into()),
         }
@@ -714,9 +774,15 @@ impl<M: CortexModel> CortexAdapter<M> {
     ) -> Result<Self, CortexError> {
         let log: Arc<dyn CortexLog> =
             Arc::new(redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?);
-        let from = log.first_seq();
         let outcome = RestoreOutcome::Replayed { reason };
-        Self::start(log, origin_hash, &config, Table::default(), from, outcome)
+        Self::start(
+            log,
+            origin_hash,
+            &config,
+            Table::default(),
+            StartFrom::Head,
+            outcome,
+        )
     }
 
     fn start(
@@ -724,9 +790,13 @@ impl<M: CortexModel> CortexAdapter<M> {
         origin_hash: u64,
         config: &CortexConfig,
         table: Table<M>,
-        from: u64,
+        from: StartFrom,
         restore: RestoreOutcome,
     ) -> Result<Self, CortexError> {
+        let (from_head, from) = match from {
+            StartFrom::Head => (true, log.first_seq()),
+            StartFrom::Seq(s) => (false, s),
+        };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return Err(CortexError::NoRuntime {
                 channel: M::CHANNEL,
@@ -758,6 +828,7 @@ impl<M: CortexModel> CortexAdapter<M> {
             max_batch: config.max_batch,
             touched_buf: Mutex::new(Vec::new()),
             decoded_buf: Mutex::new(Vec::new()),
+            from_head,
         });
         let guard = ExitGuard(Arc::clone(&shared));
         let task = rt.spawn(fold_task(guard));
@@ -767,6 +838,7 @@ impl<M: CortexModel> CortexAdapter<M> {
                 task: Mutex::new(Some(task)),
                 restore,
                 close_started: AtomicBool::new(false),
+                log_closed: AtomicBool::new(false),
             }),
         })
     }
@@ -833,10 +905,18 @@ impl<M: CortexModel> CortexAdapter<M> {
         Ok(self.shared().log.append_batch(&refs)?)
     }
 
-    /// Appends an event and waits until the fold has applied it.
+    /// Appends an event and waits until the fold has applied it. Under
+    /// [`FoldErrorPolicy::LogAndContinue`], an event the fold skipped is
+    /// [`CortexError::Skipped`] (found among the 32 most recent fold errors).
     pub async fn append_and_wait(&self, event: &M::Event) -> Result<u64, CortexError> {
         let seq = self.append(event)?;
         self.wait_for_seq(seq).await?;
+        if let Some(error) = self.shared().errors.lock().1.iter().find(|e| e.seq == seq) {
+            return Err(CortexError::Skipped {
+                channel: M::CHANNEL,
+                error: error.clone(),
+            });
+        }
         Ok(seq)
     }
 
@@ -962,20 +1042,24 @@ impl<M: CortexModel> CortexAdapter<M> {
     /// Stops the fold and closes the log (which fsyncs it). The state stays readable; waits
     /// and watches end. Calling it again does nothing.
     pub fn close(&self) -> Result<(), CortexError> {
-        if self.inner.close_started.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
         let shared = self.shared();
-        {
-            // Under the write lock: no batch is half applied, and none starts after this.
-            let _t = shared.state.lock.write();
-            shared.closed.store(true, Ordering::Release);
+        if !self.inner.close_started.swap(true, Ordering::AcqRel) {
+            {
+                // Under the write lock: no batch is half applied, and none starts after this.
+                let _t = shared.state.lock.write();
+                shared.closed.store(true, Ordering::Release);
+            }
+            if let Some(task) = self.inner.task.lock().take() {
+                task.abort();
+            }
+            shared.finish();
         }
-        if let Some(task) = self.inner.task.lock().take() {
-            task.abort();
+        // Until the log has closed once, every call tries again: a failed close keeps events
+        // only a retry writes.
+        if !self.inner.log_closed.load(Ordering::Acquire) {
+            shared.log.close()?;
+            self.inner.log_closed.store(true, Ordering::Release);
         }
-        shared.finish();
-        shared.log.close()?;
         Ok(())
     }
 }

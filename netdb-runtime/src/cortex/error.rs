@@ -33,6 +33,15 @@ pub enum CortexError {
         /// Why it stopped.
         error: FoldError,
     },
+    /// The fold skipped the event (policy `LogAndContinue`): it is in the log but not in the
+    /// state.
+    #[error("the fold of {channel} skipped the event: {error}")]
+    Skipped {
+        /// The model's channel.
+        channel: &'static str,
+        /// Why it was skipped.
+        error: FoldError,
+    },
     /// The adapter was closed (or every handle to it dropped).
     #[error("the {channel} adapter is closed")]
     Closed {
@@ -204,6 +213,19 @@ pub enum SnapshotError {
         String::from_utf8_lossy(super::snapshot::MAGIC)
     )]
     NotASnapshot,
+    /// The bytes passed as a NetDb bundle are not one.
+    #[error(
+        "these bytes are not a NetDb bundle (no \"NDBBUNDL\" magic){}",
+        if *model_snapshot {
+            "; they are one model's snapshot: restore it with CortexAdapter::open_from_snapshot"
+        } else {
+            "; pass the bytes NetDb::snapshot() returned"
+        }
+    )]
+    NotABundle {
+        /// Whether the bytes are a single model's snapshot instead.
+        model_snapshot: bool,
+    },
     /// The envelope format is newer than this build.
     #[error("snapshot envelope format {found} is not supported (this build reads {supported})")]
     UnsupportedFormat {

@@ -22,8 +22,8 @@ use super::error::SnapshotError;
 use super::model::CortexModel;
 use super::table::Table;
 
-/// The first eight bytes of every snapshot.
-pub(crate) const MAGIC: &[u8; 8] = b"NDBSNAP\0";
+/// The first eight bytes of every model snapshot.
+pub const MAGIC: &[u8; 8] = b"NDBSNAP\0";
 /// The envelope format this build writes and reads.
 const FORMAT: u8 = 1;
 
@@ -196,7 +196,22 @@ pub(crate) fn decode<M: CortexModel>(
                 found: info.fingerprint,
             });
         }
-        postcard::from_bytes::<Vec<M>>(body).map_err(decode_err)?
+        let (rows, rest) = postcard::take_from_bytes::<Vec<M>>(body).map_err(decode_err)?;
+        if !rest.is_empty() {
+            return Err(SnapshotError::Corrupt {
+                reason: format!("{} bytes follow the rows in the body", rest.len()),
+            });
+        }
+        if rows.len() as u64 != info.rows {
+            return Err(SnapshotError::Corrupt {
+                reason: format!(
+                    "the body holds {} rows, the header says {}",
+                    rows.len(),
+                    info.rows
+                ),
+            });
+        }
+        rows
     } else if info.schema_version > current.version {
         return Err(SnapshotError::NewerVersion {
             channel: channel.to_owned(),
@@ -224,14 +239,6 @@ pub(crate) fn decode<M: CortexModel>(
         }
         (migration.decode)(body).map_err(decode_err)?
     };
-    if rows.len() as u64 != info.rows {
-        return Err(SnapshotError::Corrupt {
-            reason: format!(
-                "the body holds {} rows, the header says {}",
-                rows.len(),
-                info.rows
-            ),
-        });
-    }
+    // A migration may merge or split rows, so only a same-version body's count is checked.
     Ok((info, rows))
 }

@@ -205,29 +205,24 @@ impl<M: PartialEq> Slot<M> {
         }
     }
 
-    fn offer(&self, rows: Vec<Arc<M>>, seq: Option<u64>) {
+    /// Puts a new result in the slot; returns the subscriber's waker, for the caller to wake
+    /// once it holds no lock.
+    fn offer(&self, rows: Vec<Arc<M>>, seq: Option<u64>) -> Option<Waker> {
         let mut s = self.state.lock();
         if s.delivered.as_deref().is_some_and(|d| same_rows(d, &rows)) {
             // Back to what the subscriber has: nothing to tell it.
             s.pending = None;
-            return;
+            return None;
         }
         s.pending = Some((rows, seq));
-        let waker = s.waker.take();
-        drop(s);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        s.waker.take()
     }
 
-    fn close(&self) {
+    /// Ends the stream after its pending result; returns the waker to wake, as `offer`.
+    fn close(&self) -> Option<Waker> {
         let mut s = self.state.lock();
         s.closed = true;
-        let waker = s.waker.take();
-        drop(s);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        s.waker.take()
     }
 }
 
@@ -395,7 +390,9 @@ impl<M: CortexModel> Registry<M> {
 
     /// Re-evaluates the watchers [`collect_affected`](Self::collect_affected) found and
     /// delivers changed results.
-    pub(crate) fn reevaluate(&mut self, table: &Table<M>) {
+    /// The subscribers' wakers are pushed to `wakers`: wake them after releasing the
+    /// registry lock, so a waker that runs code cannot deadlock on it.
+    pub(crate) fn reevaluate(&mut self, table: &Table<M>, wakers: &mut Vec<Waker>) {
         let mut affected = std::mem::take(&mut self.affected);
         affected.sort_unstable();
         affected.dedup();
@@ -419,16 +416,19 @@ impl<M: CortexModel> Registry<M> {
                 self.by_member.entry((*id).clone()).or_default().push(wid);
             }
             drop((old_ids, new_ids));
-            slot.offer(rows, seq);
+            wakers.extend(slot.offer(rows, seq));
         }
         self.affected = affected;
     }
 
-    /// Ends every watcher's stream (after its pending result) and refuses new ones.
-    pub(crate) fn close(&mut self) {
+    /// Ends every watcher's stream (after its pending result) and refuses new ones. Returns
+    /// the wakers to wake once the registry lock is released.
+    #[must_use]
+    pub(crate) fn close(&mut self) -> Vec<Waker> {
         self.closed = true;
-        for w in self.watchers.values() {
-            w.slot.close();
-        }
+        self.watchers
+            .values()
+            .filter_map(|w| w.slot.close())
+            .collect()
     }
 }

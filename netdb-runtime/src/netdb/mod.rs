@@ -27,8 +27,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cortex::{CortexAdapter, CortexConfig, CortexError, CortexModel, SnapshotError};
-use crate::redex::Redex;
+use crate::cortex::{
+    CortexAdapter, CortexConfig, CortexError, CortexModel, SnapshotError, SnapshotFallback,
+};
+use crate::redex::{ChannelName, Redex};
 
 /// The first eight bytes of every bundle.
 const MAGIC: &[u8; 8] = b"NDBBUNDL";
@@ -154,51 +156,90 @@ impl NetDbBuilder {
     /// Opens every model; each replays its log.
     pub fn open(self, redex: &Redex) -> Result<NetDb, CortexError> {
         self.check()?;
-        let mut models = Vec::with_capacity(self.models.len());
-        for m in self.models {
-            let adapter = (m.open)(redex, self.origin_hash, Source::Log, m.config)?;
-            models.push((m.channel, m.type_id, adapter));
-        }
-        Ok(NetDb {
-            redex: redex.clone(),
-            models,
-        })
+        self.open_each(redex, |_| Ok(Source::Log))
     }
 
     /// Opens every model from its snapshot in `bundle` (a [`NetDb::snapshot`]); each folds
-    /// only the events after its snapshot. A model missing from the bundle is an error
-    /// unless its config says [`SnapshotFallback::Replay`](crate::cortex::SnapshotFallback);
-    /// snapshots of models the builder does not name are ignored.
+    /// only the events after its snapshot.
+    ///
+    /// A model whose config says [`SnapshotFallback::Replay`] is replayed from its log when
+    /// its snapshot is missing from the bundle, cannot be restored, or the bundle itself is
+    /// damaged; otherwise those cases are errors, and nothing stays open. Snapshots of models
+    /// the builder does not name are ignored.
     pub fn open_from_snapshot(self, redex: &Redex, bundle: &[u8]) -> Result<NetDb, CortexError> {
         self.check()?;
-        let body = decode_bundle(bundle)?;
-        let mut models = Vec::with_capacity(self.models.len());
-        for m in self.models {
-            let entry = body.models.iter().find(|e| e.channel == m.channel);
-            let adapter = match entry {
-                Some(e) => (m.open)(
-                    redex,
-                    self.origin_hash,
-                    Source::Snapshot(&e.envelope, e.last_seq),
-                    m.config,
-                )?,
-                None if m.config.snapshot_fallback() == crate::cortex::SnapshotFallback::Replay => {
-                    tracing::warn!(channel = m.channel, "no snapshot in the bundle; replaying");
-                    let reason = format!("the bundle has no snapshot of {}", m.channel);
-                    (m.open)(redex, self.origin_hash, Source::Replay(reason), m.config)?
+        let body = match decode_bundle(bundle) {
+            Ok(body) => body,
+            Err(e) => {
+                if self
+                    .models
+                    .iter()
+                    .any(|m| m.config.snapshot_fallback() != SnapshotFallback::Replay)
+                {
+                    return Err(e.into());
                 }
-                None => {
-                    return Err(SnapshotError::MissingModel {
-                        channel: m.channel.to_owned(),
-                    }
-                    .into());
-                }
-            };
-            models.push((m.channel, m.type_id, adapter));
-        }
+                tracing::warn!(error = %e, "bundle not restored; replaying every model");
+                let reason = e.to_string();
+                return self.open_each(redex, |_| Ok(Source::Replay(reason.clone())));
+            }
+        };
         for e in &body.models {
-            if !models.iter().any(|(c, ..)| *c == e.channel) {
-                tracing::warn!(channel = %e.channel, "the bundle holds a model this NetDb does not open; ignored");
+            if !self.models.iter().any(|m| m.channel == e.channel) {
+                tracing::warn!(
+                    channel = %e.channel,
+                    "the bundle holds a model this NetDb does not open; ignored"
+                );
+            }
+        }
+        self.open_each(redex, |m| {
+            match body.models.iter().find(|e| e.channel == m.channel) {
+                Some(e) => Ok(Source::Snapshot(&e.envelope, e.last_seq)),
+                None if m.config.snapshot_fallback() == SnapshotFallback::Replay => {
+                    tracing::warn!(channel = m.channel, "no snapshot in the bundle; replaying");
+                    Ok(Source::Replay(format!(
+                        "the bundle has no snapshot of {}",
+                        m.channel
+                    )))
+                }
+                None => Err(SnapshotError::MissingModel {
+                    channel: m.channel.to_owned(),
+                }
+                .into()),
+            }
+        })
+    }
+
+    /// Opens every model from the source `source` picks. On an error, the logs this call
+    /// opened are closed again (logs that were open before are left open) and no fold keeps
+    /// running.
+    fn open_each<'b>(
+        self,
+        redex: &Redex,
+        source: impl Fn(&ModelSpec) -> Result<Source<'b>, CortexError>,
+    ) -> Result<NetDb, CortexError> {
+        let mut models = Vec::with_capacity(self.models.len());
+        let mut opened_here = Vec::with_capacity(self.models.len());
+        for m in self.models {
+            let was_open = ChannelName::new(m.channel)
+                .ok()
+                .and_then(|c| redex.file(&c))
+                .is_some_and(|f| !f.is_closed());
+            let adapter =
+                source(&m).and_then(|src| (m.open)(redex, self.origin_hash, src, m.config.clone()));
+            match adapter {
+                Ok(a) => {
+                    models.push((m.channel, m.type_id, a));
+                    opened_here.push(!was_open);
+                }
+                Err(e) => {
+                    for ((_, _, a), here) in models.into_iter().zip(opened_here) {
+                        if here {
+                            let _ = a.close();
+                        }
+                        // Dropping the adapter stops its fold either way.
+                    }
+                    return Err(e);
+                }
             }
         }
         Ok(NetDb {
@@ -211,7 +252,9 @@ impl NetDbBuilder {
 fn decode_bundle(bytes: &[u8]) -> Result<BundleBody, SnapshotError> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
-        .ok_or(SnapshotError::NotASnapshot)?;
+        .ok_or_else(|| SnapshotError::NotABundle {
+            model_snapshot: bytes.starts_with(crate::cortex::snapshot::MAGIC),
+        })?;
     match rest.first() {
         Some(&FORMAT) => {}
         Some(&found) => {
