@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::{Note, Task, TaskEvent};
 use netdb_runtime::cortex::{
     ApplyError, CortexAdapter, CortexConfig, CortexError, CortexEvent, CortexLog, CortexModel,
-    EventContext, EventDecodeError, Field, IdOrder, LogTail, ModelFilter, Query, RestoreOutcome,
-    Schema, SnapshotFallback, TableMut, Watch,
+    EventContext, EventDecodeError, Field, FoldErrorKind, IdOrder, LogTail, ModelFilter, Query,
+    RestoreOutcome, Schema, SnapshotFallback, TableMut, Watch,
 };
 use netdb_runtime::netdb::NetDb;
 use netdb_runtime::redex::{Redex, RedexError, RedexEvent, RedexFile, RedexFileConfig};
@@ -454,14 +454,20 @@ async fn a_panicking_filter_does_not_escape_into_wait_for_seq() {
     };
     match safe(waiter).await {
         Err(join) => panic!("wait_for_seq itself panicked: {join}"),
-        Ok(r) => {
-            let e = r.expect_err("the fold cannot have folded it");
-            assert!(
-                matches!(e, CortexError::FoldStopped { .. }),
-                "expected the fold to record why it stopped, got: {e}"
-            );
-        }
+        // The event is in the state (the filter panicked after it was applied): the wait
+        // succeeds, and the fold has stopped, recording why.
+        Ok(r) => r.expect("the event was applied before the watcher pass panicked"),
     }
+    let e = safe(a.wait_for_seq(seq + 1)).await.unwrap_err();
+    assert!(
+        matches!(e, CortexError::FoldStopped { .. }),
+        "expected the fold to record why it stopped, got: {e}"
+    );
+    let stopped = a.fold_errors().stopped.expect("stopped");
+    assert!(
+        matches!(stopped.kind, FoldErrorKind::Panicked(_)) && stopped.seq == seq + 1,
+        "{stopped:?}"
+    );
 }
 
 /// The same, when the waiter folds the batch itself (`Shared::help`): the panic unwinds out

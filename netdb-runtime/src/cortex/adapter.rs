@@ -232,9 +232,11 @@ pub(crate) struct Shared<M: CortexModel> {
     touched_buf: Mutex<Vec<Touched<M>>>,
     /// The decoded events of a batch, reused from batch to batch.
     decoded_buf: Mutex<Vec<Decoded<M>>>,
-    /// The fold starts at the log's head: a head that moved before the first read is not a
-    /// gap.
-    from_head: bool,
+    /// The fold starts at the log's head and has not read yet: a head that moved before the
+    /// first read is not a gap.
+    from_head: AtomicBool,
+    /// The first seq the fold read (or will read): earlier events are not in the state.
+    start_seq: AtomicU64,
 }
 
 /// An event read by the fold: its seq, and the decoded event or why it is not one.
@@ -366,7 +368,11 @@ impl<M: CortexModel> Shared<M> {
                     .as_ref()
                     .is_some_and(|tx| tx.receiver_count() > 0);
             t.set_tracking(track);
+            // Only the very first item the fold reads can be "the head moved before we
+            // started"; any later eviction is a real gap.
+            let mut first_read = self.from_head.swap(false, Ordering::AcqRel);
             for (seq, item) in decoded.drain(..) {
+                let first = std::mem::take(&mut first_read);
                 let outcome = match item {
                     Ok((ctx, event)) => {
                         let mut tm = t.begin();
@@ -386,10 +392,9 @@ impl<M: CortexModel> Shared<M> {
                 };
                 // Started from the log's head and retention moved it before the first
                 // read: the new head is where "the beginning" now is.
-                if self.from_head
-                    && t.folded_through_seq().is_none()
-                    && matches!(outcome, Err(FoldErrorKind::Evicted { .. }))
-                {
+                if first && let Err(FoldErrorKind::Evicted { head }) = outcome {
+                    self.start_seq.store(head, Ordering::Release);
+                    t.set_folded_through(head.checked_sub(1));
                     continue;
                 }
                 let folded_seq = match &outcome {
@@ -530,7 +535,12 @@ impl<M: CortexModel> Shared<M> {
                     Err(panic) => {
                         d.batch.clear();
                         self.touched_buf.lock().clear();
-                        let seq = self.folded_through().map_or(0, |s| s + 1);
+                        // The table may be ahead of the published progress: publish it, so
+                        // the stop names the first event the state does not hold.
+                        let through = self.state.lock.read_recursive().folded_through_seq();
+                        self.folded
+                            .store(through.map_or(0, |s| s + 1), Ordering::Release);
+                        let seq = through.map_or(0, |s| s + 1);
                         self.stop(FoldError {
                             seq,
                             kind: FoldErrorKind::Panicked(format!(
@@ -562,6 +572,11 @@ impl<M: CortexModel> Shared<M> {
         let Some(mut d) = self.driver.try_lock() else {
             return;
         };
+        // Never block this thread on the state lock: if it holds a read guard itself
+        // (across an await, which the docs advise against), waiting would never end.
+        if self.state.lock.try_write().is_none() {
+            return;
+        }
         if let Some(waker) = d.task_waker.clone() {
             let _ = self.drive(&mut d, &mut Context::from_waker(&waker), 4);
         }
@@ -652,8 +667,41 @@ impl<M: CortexModel> CortexAdapter<M> {
         origin_hash: u64,
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
-        let log = redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?;
-        Self::open_on_log(Arc::new(log), origin_hash, config)
+        let (log, opened) = Self::open_log(redex, &config)?;
+        Self::close_on_error(
+            Self::open_on_log(log.clone(), origin_hash, config),
+            &log,
+            opened,
+        )
+    }
+
+    /// Opens the model's file after checking for a runtime (so a failure to start leaves no
+    /// file open). Returns whether this call opened it (it was not open already).
+    fn open_log(
+        redex: &Redex,
+        config: &CortexConfig,
+    ) -> Result<(Arc<dyn CortexLog>, bool), CortexError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(CortexError::NoRuntime {
+                channel: M::CHANNEL,
+            });
+        }
+        let channel = channel_of::<M>()?;
+        let was_open = redex.file(&channel).is_some_and(|f| !f.is_closed());
+        let log = redex.open_file(&channel, config.file_config_for(redex))?;
+        Ok((Arc::new(log), !was_open))
+    }
+
+    /// Closes `log` again if opening the adapter failed and this call had opened it.
+    fn close_on_error(
+        result: Result<Self, CortexError>,
+        log: &Arc<dyn CortexLog>,
+        opened: bool,
+    ) -> Result<Self, CortexError> {
+        if result.is_err() && opened {
+            let _ = log.close();
+        }
+        result
     }
 
     /// Opens over any [`CortexLog`] (the RedEX file config in `config` is not used).
@@ -703,8 +751,10 @@ impl<M: CortexModel> CortexAdapter<M> {
         last_seq: Option<u64>,
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
-        let log = redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?;
-        Self::open_from_snapshot_on_log(Arc::new(log), origin_hash, bytes, last_seq, config)
+        let (log, opened) = Self::open_log(redex, &config)?;
+        let result =
+            Self::open_from_snapshot_on_log(log.clone(), origin_hash, bytes, last_seq, config);
+        Self::close_on_error(result, &log, opened)
     }
 
     /// [`open_from_snapshot_with_config`](Self::open_from_snapshot_with_config) over any
@@ -772,8 +822,7 @@ impl<M: CortexModel> CortexAdapter<M> {
         config: CortexConfig,
         reason: String,
     ) -> Result<Self, CortexError> {
-        let log: Arc<dyn CortexLog> =
-            Arc::new(redex.open_file(&channel_of::<M>()?, config.file_config_for(redex))?);
+        let (log, _) = Self::open_log(redex, &config)?;
         let outcome = RestoreOutcome::Replayed { reason };
         Self::start(
             log,
@@ -802,6 +851,11 @@ impl<M: CortexModel> CortexAdapter<M> {
                 channel: M::CHANNEL,
             });
         };
+        let mut table = table;
+        if table.folded_through_seq().is_none() && from > 0 {
+            // Events before the start are deliberately not folded: the fold is past them.
+            table.set_folded_through(Some(from - 1));
+        }
         let folded = table.folded_through_seq().map_or(0, |s| s + 1);
         let (tx, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
@@ -828,7 +882,8 @@ impl<M: CortexModel> CortexAdapter<M> {
             max_batch: config.max_batch,
             touched_buf: Mutex::new(Vec::new()),
             decoded_buf: Mutex::new(Vec::new()),
-            from_head,
+            from_head: AtomicBool::new(from_head),
+            start_seq: AtomicU64::new(from),
         });
         let guard = ExitGuard(Arc::clone(&shared));
         let task = rt.spawn(fold_task(guard));
@@ -876,12 +931,16 @@ impl<M: CortexModel> CortexAdapter<M> {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        BUF.with(|cell| {
-            // The log copies the bytes: one buffer per thread serves every append.
+        let fresh = || {
+            let mut buf = Vec::new();
+            self.encode(event, &mut buf)?;
+            Ok(self.shared().log.append(&buf)?)
+        };
+        // The log copies the bytes: one buffer per thread serves every append (a fresh one
+        // when the thread's is in use or already destroyed).
+        BUF.try_with(|cell| {
             let Ok(mut buf) = cell.try_borrow_mut() else {
-                let mut buf = Vec::new();
-                self.encode(event, &mut buf)?;
-                return Ok(self.shared().log.append(&buf)?);
+                return fresh();
             };
             buf.clear();
             self.encode(event, &mut buf)?;
@@ -891,6 +950,7 @@ impl<M: CortexModel> CortexAdapter<M> {
             }
             Ok(seq)
         })
+        .unwrap_or_else(|_| fresh())
     }
 
     /// Appends events all or nothing; returns their sequence numbers.
@@ -911,7 +971,24 @@ impl<M: CortexModel> CortexAdapter<M> {
     pub async fn append_and_wait(&self, event: &M::Event) -> Result<u64, CortexError> {
         let seq = self.append(event)?;
         self.wait_for_seq(seq).await?;
-        if let Some(error) = self.shared().errors.lock().1.iter().find(|e| e.seq == seq) {
+        let shared = self.shared();
+        let start = shared.start_seq.load(Ordering::Acquire);
+        if seq < start {
+            // Retention removed it before the fold's first read.
+            return Err(CortexError::Skipped {
+                channel: M::CHANNEL,
+                error: FoldError {
+                    seq,
+                    kind: FoldErrorKind::Evicted { head: start },
+                },
+            });
+        }
+        let errors = shared.errors.lock();
+        let skipped = errors.1.iter().find(|e| match e.kind {
+            FoldErrorKind::Evicted { head } => e.seq <= seq && seq < head,
+            _ => e.seq == seq,
+        });
+        if let Some(error) = skipped {
             return Err(CortexError::Skipped {
                 channel: M::CHANNEL,
                 error: error.clone(),
@@ -946,16 +1023,21 @@ impl<M: CortexModel> CortexAdapter<M> {
         if let Some(r) = shared.check(seq) {
             return r;
         }
+        let mut helped = false;
         loop {
             let mut notified = pin!(shared.notify.notified());
             notified.as_mut().enable();
             if let Some(r) = shared.check(seq) {
                 return r;
             }
-            // The event may be ready and the fold task not yet running: fold it here.
-            shared.help();
-            if let Some(r) = shared.check(seq) {
-                return r;
+            // The event may be ready and the fold task not yet running: fold a little here,
+            // once. A long backlog is left to the fold task, so this call yields (and a
+            // timeout around it can fire) like any other wait.
+            if !std::mem::replace(&mut helped, true) {
+                shared.help();
+                if let Some(r) = shared.check(seq) {
+                    return r;
+                }
             }
             notified.await;
         }
@@ -1040,7 +1122,8 @@ impl<M: CortexModel> CortexAdapter<M> {
     }
 
     /// Stops the fold and closes the log (which fsyncs it). The state stays readable; waits
-    /// and watches end. Calling it again does nothing.
+    /// and watches end. Calling it again stops nothing more, but retries closing the log if
+    /// that failed.
     pub fn close(&self) -> Result<(), CortexError> {
         let shared = self.shared();
         if !self.inner.close_started.swap(true, Ordering::AcqRel) {

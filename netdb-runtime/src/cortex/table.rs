@@ -28,14 +28,19 @@ impl<M: CortexModel> Rows<M> {
         self.by_id.get(id)
     }
 
+    // The ordered map is written first and read second, so a panicking `Ord` on the id
+    // (model code) leaves the two maps in step: an id missing from `by_id` is missing from
+    // `ordered` too, and undoing it never compares it.
     fn insert(&mut self, id: M::Id, row: Arc<M>) -> Option<Arc<M>> {
-        self.by_id.insert(id.clone(), Arc::clone(&row));
-        self.ordered.insert(id, row)
+        let old = self.ordered.insert(id.clone(), Arc::clone(&row));
+        self.by_id.insert(id, row);
+        old
     }
 
     fn remove(&mut self, id: &M::Id) -> Option<Arc<M>> {
-        self.by_id.remove(id);
-        self.ordered.remove(id)
+        let old = self.by_id.remove(id)?;
+        self.ordered.remove(id);
+        Some(old)
     }
 
     /// The rows in id order.
@@ -250,8 +255,14 @@ impl<M: CortexModel> Table<M> {
         }
     }
 
-    fn touch(&mut self, id: &M::Id, before: Option<Arc<M>>, after: Option<&Arc<M>>) {
+    /// Records how row `id` was before a change. Called before anything changes, so a
+    /// panic halfway through the change (in index code, say) can still be undone.
+    fn record(&mut self, id: &M::Id, before: Option<Arc<M>>) {
         self.journal.push((id.clone(), before));
+    }
+
+    /// Notes, for watchers and `changes()`, how row `id` is after a change.
+    fn track_change(&mut self, id: &M::Id, after: Option<&Arc<M>>) {
         if self.track {
             self.touched.push((id.clone(), after.cloned()));
         }
@@ -285,12 +296,14 @@ impl<M: CortexModel> TableMut<'_, M> {
         let id = row.id().clone();
         let row = Arc::new(row);
         let t = &mut *self.table;
+        t.record(&id, t.rows.get(&id).cloned());
+        // Rows first, then indexes: undo removes the new row's keys, whichever were added.
         let old = t.rows.insert(id.clone(), Arc::clone(&row));
         match &old {
             Some(old) => t.indexes.update(&id, old, &row),
             None => t.indexes.insert(&id, &row),
         }
-        t.touch(&id, old.clone(), Some(&row));
+        t.track_change(&id, Some(&row));
         old
     }
 
@@ -318,18 +331,21 @@ impl<M: CortexModel> TableMut<'_, M> {
             return true;
         }
         let new = Arc::new(new);
-        t.indexes.update(id, &old, &new);
+        t.record(id, Some(Arc::clone(&old)));
         t.rows.insert(id.clone(), Arc::clone(&new));
-        t.touch(id, Some(old), Some(&new));
+        t.indexes.update(id, &old, &new);
+        t.track_change(id, Some(&new));
         true
     }
 
     /// Removes the row with `id`, returning it.
     pub fn remove(&mut self, id: &M::Id) -> Option<Arc<M>> {
         let t = &mut *self.table;
-        let old = t.rows.remove(id)?;
+        let old = Arc::clone(t.rows.get(id)?);
+        t.record(id, Some(Arc::clone(&old)));
+        t.rows.remove(id);
         t.indexes.remove(id, &old);
-        t.touch(id, Some(Arc::clone(&old)), None);
+        t.track_change(id, None);
         Some(old)
     }
 
