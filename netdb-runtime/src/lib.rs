@@ -27,6 +27,27 @@ pub mod cortex;
 pub mod netdb;
 pub mod redex;
 
+/// The names most programs using netdb need.
+pub mod prelude {
+    pub use crate::cortex::{
+        CortexAdapter, CortexConfig, CortexError, FoldErrorPolicy, SnapshotFallback, StartAt,
+    };
+    pub use crate::netdb::NetDb;
+    pub use crate::redex::{FsyncPolicy, Redex, RedexFileConfig};
+}
+
+/// What generated code names, by absolute path (`::netdb_runtime::__private::…`), so a
+/// crate using the derives needs no imports and no direct dependency on serde or postcard.
+/// Not public API: it changes with the derives.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::cortex::*;
+    pub use crate::netdb::{NetDb, NetDbBuilder};
+    pub use crate::redex::{Redex, RedexError};
+    pub use postcard;
+    pub use serde;
+}
+
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

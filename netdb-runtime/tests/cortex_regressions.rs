@@ -145,7 +145,11 @@ impl CortexEvent<Gated> for GatedEvent {
         *out = postcard::to_extend(self, std::mem::take(out))?;
         Ok(())
     }
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError> {
+    fn decode_body(
+        dispatch: u16,
+        _schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError> {
         if dispatch != 1 {
             return Err(EventDecodeError::UnknownDispatch(dispatch));
         }

@@ -132,7 +132,11 @@ impl CortexEvent<Ix> for IxEvent {
         *out = postcard::to_extend(self, std::mem::take(out))?;
         Ok(())
     }
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError> {
+    fn decode_body(
+        dispatch: u16,
+        _schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError> {
         let ev: IxEvent = postcard::from_bytes(body)
             .map_err(|source| EventDecodeError::Body { dispatch, source })?;
         if ev.dispatch() != dispatch {
@@ -654,7 +658,11 @@ impl CortexEvent<Po> for PoPut {
         *out = postcard::to_extend(self, std::mem::take(out))?;
         Ok(())
     }
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError> {
+    fn decode_body(
+        dispatch: u16,
+        _schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError> {
         postcard::from_bytes(body).map_err(|source| EventDecodeError::Body { dispatch, source })
     }
     fn apply(self, t: &mut TableMut<'_, Po>, _: &EventContext) -> Result<(), ApplyError> {

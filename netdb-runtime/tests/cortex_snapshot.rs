@@ -170,7 +170,11 @@ impl<S: Shape> CortexEvent<Legacy<S>> for Put<S> {
         *out = postcard::to_extend(&self.0, std::mem::take(out))?;
         Ok(())
     }
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError> {
+    fn decode_body(
+        dispatch: u16,
+        _schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError> {
         if dispatch != 1 {
             return Err(EventDecodeError::UnknownDispatch(dispatch));
         }

@@ -303,7 +303,8 @@ impl<M: CortexModel> Shared<M> {
                 current: M::SCHEMA.version,
             });
         }
-        let event = M::Event::decode_body(meta.dispatch, body).map_err(FoldErrorKind::Decode)?;
+        let event = M::Event::decode_body(meta.dispatch, meta.schema_version, body)
+            .map_err(FoldErrorKind::Decode)?;
         let ctx = EventContext {
             seq: ev.seq,
             log_timestamp_ns: ev.timestamp_ns,

@@ -70,8 +70,15 @@ pub trait CortexEvent<M: CortexModel>: Sized + Send + Debug + 'static {
     /// Appends the encoded body (without the [`EventMeta`](super::EventMeta) header) to `out`.
     fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error>;
 
-    /// Decodes a body written by [`encode_body`](Self::encode_body) for `dispatch`.
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError>;
+    /// Decodes a body written by [`encode_body`](Self::encode_body) for `dispatch`, by a
+    /// writer whose model had schema version `schema_version` (never newer than this
+    /// build's: the fold refuses those first). Models whose event bodies changed between
+    /// versions decode the older layouts here; old events stay in the log for ever.
+    fn decode_body(
+        dispatch: u16,
+        schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError>;
 
     /// Applies the event to the rows. Returning an error, or panicking, undoes every change
     /// this call made and reports the event to the adapter's

@@ -211,7 +211,11 @@ impl CortexEvent<Task> for TaskEvent {
         Ok(())
     }
 
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError> {
+    fn decode_body(
+        dispatch: u16,
+        _schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError> {
         if !(1..=6).contains(&dispatch) {
             return Err(EventDecodeError::UnknownDispatch(dispatch));
         }
@@ -583,7 +587,11 @@ impl CortexEvent<Note> for NoteEvent {
         *out = postcard::to_extend(self, std::mem::take(out))?;
         Ok(())
     }
-    fn decode_body(dispatch: u16, body: &[u8]) -> Result<Self, EventDecodeError> {
+    fn decode_body(
+        dispatch: u16,
+        _schema_version: u16,
+        body: &[u8],
+    ) -> Result<Self, EventDecodeError> {
         if dispatch != 1 {
             return Err(EventDecodeError::UnknownDispatch(dispatch));
         }
