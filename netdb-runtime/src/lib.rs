@@ -27,6 +27,10 @@ pub mod cortex;
 pub mod netdb;
 pub mod redex;
 
+/// `#[derive(NetDb)]`: see the `netdb-derive` crate. (Feature `derive`, on by default.)
+#[cfg(feature = "derive")]
+pub use netdb_derive::NetDb;
+
 /// The names most programs using netdb need.
 pub mod prelude {
     pub use crate::cortex::{
@@ -34,6 +38,8 @@ pub mod prelude {
     };
     pub use crate::netdb::NetDb;
     pub use crate::redex::{FsyncPolicy, Redex, RedexFileConfig};
+    #[cfg(feature = "derive")]
+    pub use netdb_derive::NetDb;
 }
 
 /// What generated code names, by absolute path (`::netdb_runtime::__private::…`), so a
@@ -42,7 +48,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cortex::*;
-    pub use crate::netdb::{NetDb, NetDbBuilder};
+    pub use crate::netdb::{BundleModel, NetDb, NetDbBuilder, bundle_of};
     pub use crate::redex::{Redex, RedexError};
     pub use postcard;
     pub use serde;

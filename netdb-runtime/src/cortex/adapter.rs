@@ -619,6 +619,42 @@ impl<M: CortexModel> Drop for Handle<M> {
     }
 }
 
+/// Names the model of an adapter type: lets generated code (and aliases such as
+/// `type TasksAdapter = CortexAdapter<Task>`) go from an adapter type to its model.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model adapter",
+    label = "a `#[derive(NetDb)]` field must be a `CortexAdapter<M>` (or an alias of one)"
+)]
+pub trait ModelAdapter: Sized {
+    /// The model.
+    type Model: CortexModel;
+
+    /// This model's adapter in `db`.
+    fn from_netdb(db: &crate::netdb::NetDb) -> Result<Self, CortexError>;
+
+    /// The adapter as a bundle member.
+    fn as_bundle_model(&self) -> &dyn crate::netdb::BundleModel;
+
+    /// [`CortexAdapter::close`].
+    fn close_adapter(&self) -> Result<(), CortexError>;
+}
+
+impl<M: CortexModel> ModelAdapter for CortexAdapter<M> {
+    type Model = M;
+
+    fn from_netdb(db: &crate::netdb::NetDb) -> Result<Self, CortexError> {
+        db.adapter::<M>().cloned()
+    }
+
+    fn as_bundle_model(&self) -> &dyn crate::netdb::BundleModel {
+        self
+    }
+
+    fn close_adapter(&self) -> Result<(), CortexError> {
+        self.close()
+    }
+}
+
 /// A model's live state over its log: the fold, queries, writes, watches and snapshots.
 ///
 /// Cloning gives another handle to the same adapter. When every handle is dropped the fold

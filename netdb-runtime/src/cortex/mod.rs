@@ -70,8 +70,8 @@ mod table;
 mod watch;
 
 pub use adapter::{
-    Change, CortexAdapter, CortexConfig, FoldErrorPolicy, FoldErrors, RestoreOutcome, SharedState,
-    SnapshotFallback, StartAt,
+    Change, CortexAdapter, CortexConfig, FoldErrorPolicy, FoldErrors, ModelAdapter, RestoreOutcome,
+    SharedState, SnapshotFallback, StartAt,
 };
 pub use error::{
     ApplyError, CortexError, EventDecodeError, FoldError, FoldErrorKind, SnapshotError,

@@ -49,22 +49,61 @@ struct BundleEntry {
     envelope: Vec<u8>,
 }
 
-trait AnyAdapter: Send + Sync + fmt::Debug {
+/// A model adapter whose snapshot can go into a bundle: every [`CortexAdapter`].
+pub trait BundleModel: Send + Sync + fmt::Debug {
+    /// The model's channel.
+    fn channel(&self) -> &'static str;
+    /// The model's snapshot and the last seq folded into it.
     fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError>;
-    fn close(&self) -> Result<(), CortexError>;
-    fn as_any(&self) -> &dyn Any;
 }
 
-impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
+impl<M: CortexModel> BundleModel for CortexAdapter<M> {
+    fn channel(&self) -> &'static str {
+        M::CHANNEL
+    }
     fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
         CortexAdapter::snapshot(self)
     }
+}
+
+trait AnyAdapter: BundleModel {
+    fn close(&self) -> Result<(), CortexError>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_bundle_model(&self) -> &dyn BundleModel;
+}
+
+impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
     fn close(&self) -> Result<(), CortexError> {
         CortexAdapter::close(self)
     }
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn as_bundle_model(&self) -> &dyn BundleModel {
+        self
+    }
+}
+
+/// One bundle holding every model's snapshot, each in its own envelope: what
+/// [`NetDb::snapshot`] and the generated `snapshot()` of `#[derive(NetDb)]` return.
+pub fn bundle_of(models: &[&dyn BundleModel]) -> Result<Vec<u8>, CortexError> {
+    let mut entries = Vec::with_capacity(models.len());
+    for m in models {
+        let (envelope, last_seq) = m.snapshot()?;
+        entries.push(BundleEntry {
+            channel: m.channel().to_owned(),
+            last_seq,
+            envelope,
+        });
+    }
+    let body = BundleBody {
+        format: FORMAT,
+        models: entries,
+    };
+    postcard::to_io(&body, MAGIC.to_vec()).map_err(|source| CortexError::Encode {
+        channel: "netdb bundle",
+        source,
+    })
 }
 
 /// Where a model's state comes from when a NetDb opens.
@@ -335,25 +374,12 @@ impl NetDb {
 
     /// One blob holding every model's snapshot, each in its own versioned envelope.
     pub fn snapshot(&self) -> Result<Vec<u8>, CortexError> {
-        let mut models = Vec::with_capacity(self.models.len());
-        for (channel, _, a) in &self.models {
-            let (envelope, last_seq) = a.snapshot()?;
-            models.push(BundleEntry {
-                channel: (*channel).to_owned(),
-                last_seq,
-                envelope,
-            });
-        }
-        let body = BundleBody {
-            format: FORMAT,
-            models,
-        };
-        let mut out = MAGIC.to_vec();
-        out = postcard::to_io(&body, out).map_err(|source| CortexError::Encode {
-            channel: "netdb bundle",
-            source,
-        })?;
-        Ok(out)
+        let models: Vec<&dyn BundleModel> = self
+            .models
+            .iter()
+            .map(|(_, _, a)| a.as_bundle_model())
+            .collect();
+        bundle_of(&models)
     }
 
     /// Closes every model (each fsyncs its log). Returns the first error after trying all.

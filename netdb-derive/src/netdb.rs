@@ -1,0 +1,192 @@
+//! `#[derive(NetDb)]`: attributes → validated fields → the generated `impl`.
+
+use darling::{FromDeriveInput, FromField, ast};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+#[derive(FromDeriveInput)]
+#[darling(attributes(netdb))]
+struct Input {
+    ident: syn::Ident,
+    generics: syn::Generics,
+    data: ast::Data<(), Field>,
+    /// `#[netdb(crate = "path")]`.
+    #[darling(rename = "crate")]
+    krate: Option<syn::Path>,
+}
+
+#[derive(FromField)]
+#[darling(attributes(netdb))]
+struct Field {
+    ident: Option<syn::Ident>,
+    ty: syn::Type,
+    /// `#[netdb(config = path)]`: a `fn() -> CortexConfig`.
+    config: Option<syn::Path>,
+}
+
+/// A validated model field.
+struct Model<'a> {
+    name: &'a syn::Ident,
+    ty: &'a syn::Type,
+    config: Option<&'a syn::Path>,
+}
+
+pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
+    match Input::from_derive_input(input) {
+        Ok(parsed) => generate(&parsed).unwrap_or_else(|e| e.write_errors()),
+        Err(e) => e.write_errors(),
+    }
+}
+
+fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
+    let mut errors = darling::Error::accumulator();
+    if !input.generics.params.is_empty() {
+        errors.push(
+            darling::Error::custom(
+                "a NetDb struct cannot be generic: name the model adapters' types directly",
+            )
+            .with_span(&input.generics.params),
+        );
+    }
+    const SHAPE: &str = "#[derive(NetDb)] needs a struct with named fields, one per model \
+                         adapter: `struct Db { tasks: CortexAdapter<Task> }`";
+    let fields = match &input.data {
+        ast::Data::Struct(fields) if fields.style == ast::Style::Struct => &fields.fields[..],
+        _ => {
+            errors.push(darling::Error::custom(SHAPE).with_span(&input.ident));
+            &[]
+        }
+    };
+    if fields.is_empty()
+        && matches!(&input.data, ast::Data::Struct(f) if f.style == ast::Style::Struct)
+    {
+        errors.push(
+            darling::Error::custom(
+                "a NetDb struct needs at least one model adapter field, e.g. \
+                 `tasks: CortexAdapter<Task>`",
+            )
+            .with_span(&input.ident),
+        );
+    }
+    let models: Vec<Model<'_>> = fields
+        .iter()
+        .filter_map(|f| {
+            Some(Model {
+                name: f.ident.as_ref()?,
+                ty: &f.ty,
+                config: f.config.as_ref(),
+            })
+        })
+        .collect();
+    errors.finish()?;
+
+    let rt = input
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::netdb_runtime));
+    let p = quote!(#rt::__private);
+    let ident = &input.ident;
+
+    // `<FieldType as ModelAdapter>::Model`, spanned on the field type so a field that is
+    // not an adapter gets its error there.
+    let model_of = |m: &Model<'_>| {
+        let ty = m.ty;
+        quote_spanned!(ty.span()=> <#ty as #p::ModelAdapter>::Model)
+    };
+    let add_models = models.iter().map(|m| {
+        let model = model_of(m);
+        let config = match m.config {
+            Some(f) => quote_spanned!(f.span()=> #f()),
+            None => quote!(#p::CortexConfig::default()),
+        };
+        quote!(.model_with_config::<#model>(#config))
+    });
+    // Every use of a field goes through `ModelAdapter`, spanned on its type: a field that
+    // is not an adapter gets one error, there, and nothing else.
+    let adapter_trait = |m: &Model<'_>| {
+        let ty = m.ty;
+        quote_spanned!(ty.span()=> <#ty as #p::ModelAdapter>)
+    };
+    let take_adapters = models.iter().map(|m| {
+        let name = m.name;
+        let tr = adapter_trait(m);
+        quote!(#name: #tr::from_netdb(&__db)?)
+    });
+    let accessors = models.iter().map(|m| {
+        let (name, ty) = (m.name, m.ty);
+        let doc = format!("The `{name}` model's adapter.");
+        quote! {
+            #[doc = #doc]
+            pub fn #name(&self) -> &#ty {
+                &self.#name
+            }
+        }
+    });
+    let adapter_refs = models.iter().map(|m| {
+        let name = m.name;
+        let tr = adapter_trait(m);
+        quote!(#tr::as_bundle_model(&self.#name))
+    });
+    let closes = models.iter().map(|m| {
+        let name = m.name;
+        let tr = adapter_trait(m);
+        quote! {
+            if let ::core::result::Result::Err(e) = #tr::close_adapter(&self.#name) {
+                __first.get_or_insert(e);
+            }
+        }
+    });
+
+    Ok(quote! {
+        #[automatically_derived]
+        impl #ident {
+            fn __netdb_builder(origin_hash: u64) -> #p::NetDbBuilder {
+                #p::NetDb::builder().origin_hash(origin_hash) #(#add_models)*
+            }
+
+            fn __netdb_from(__db: #p::NetDb) -> ::core::result::Result<Self, #p::CortexError> {
+                ::core::result::Result::Ok(Self { #(#take_adapters,)* })
+            }
+
+            /// Opens every model in `redex`; each replays its log. `origin_hash` identifies
+            /// this writer in the events it appends.
+            pub fn open(
+                redex: &#p::Redex,
+                origin_hash: u64,
+            ) -> ::core::result::Result<Self, #p::CortexError> {
+                Self::__netdb_from(Self::__netdb_builder(origin_hash).open(redex)?)
+            }
+
+            /// Restores every model from `bundle` (what `snapshot` returned); each folds only
+            /// the events after its snapshot.
+            pub fn open_from_snapshot(
+                redex: &#p::Redex,
+                origin_hash: u64,
+                bundle: &[u8],
+            ) -> ::core::result::Result<Self, #p::CortexError> {
+                Self::__netdb_from(
+                    Self::__netdb_builder(origin_hash).open_from_snapshot(redex, bundle)?,
+                )
+            }
+
+            /// One bundle covering every model, each in its own versioned envelope.
+            pub fn snapshot(&self) -> ::core::result::Result<::std::vec::Vec<u8>, #p::CortexError> {
+                #p::bundle_of(&[#(#adapter_refs),*])
+            }
+
+            /// Closes every model (each fsyncs its log); returns the first error after
+            /// trying them all.
+            pub fn close(&self) -> ::core::result::Result<(), #p::CortexError> {
+                let mut __first = ::core::option::Option::None;
+                #(#closes)*
+                match __first {
+                    ::core::option::Option::Some(e) => ::core::result::Result::Err(e),
+                    ::core::option::Option::None => ::core::result::Result::Ok(()),
+                }
+            }
+
+            #(#accessors)*
+        }
+    })
+}

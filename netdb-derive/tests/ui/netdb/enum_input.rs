@@ -1,0 +1,8 @@
+use netdb_runtime::NetDb;
+
+#[derive(NetDb)]
+enum Db {
+    Tasks,
+}
+
+fn main() {}

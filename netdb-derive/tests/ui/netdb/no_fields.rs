@@ -1,0 +1,6 @@
+use netdb_runtime::NetDb;
+
+#[derive(NetDb)]
+struct Db {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use netdb_runtime::NetDb;
+
+#[derive(NetDb)]
+struct Db {
+    #[netdb(confg = make)]
+    tasks: String,
+}
+
+fn main() {}
