@@ -5,10 +5,16 @@
 //! file configuration, the textual form of an [`FsyncPolicy`], and the payload of every
 //! sequence number ([`payload`]), so the test can check each recovered event byte for byte
 //! without the writer telling it what it wrote.
+//!
+//! The CortEX crash test (`tests/cortex_crash.rs`) and its writer
+//! (`src/bin/cortex_crash_writer.rs`) share the same file configuration and policy syntax,
+//! plus the model and deterministic event stream of [`cortex_model`].
 
 use std::time::Duration;
 
 use netdb_runtime::redex::{ChannelName, FsyncPolicy, RedexFileConfig};
+
+pub mod cortex_model;
 
 /// The channel the crash writer appends to.
 pub const CRASH_CHANNEL: &str = "crash/log";

@@ -6,8 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use netdb_runtime::redex::{FsyncPolicy, Redex, RedexError, RedexFileConfig};
+
+/// The tests run one at a time. A `mount` / `umount` child forked while another test has a
+/// directory's lock file open shares that lock until it execs, so a reopen racing the fork
+/// would see `Locked`.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A tmpfs mounted for the life of the value.
 struct SmallDisk {
@@ -113,6 +122,7 @@ fn check(dir: &Path, cfg: &RedexFileConfig, n: u64) {
 
 #[test]
 fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
+    let _serial = serial();
     let Some(setup) = Setup::new() else { return };
     for policy in [FsyncPolicy::EveryN(1), FsyncPolicy::Never] {
         let _ = std::fs::remove_dir_all(&setup.data);
@@ -159,6 +169,7 @@ fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
 
 #[test]
 fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
+    let _serial = serial();
     let Some(setup) = Setup::new() else { return };
     let (data, cfg) = (&setup.data, config(FsyncPolicy::Never));
     let redex = Redex::with_persistent_dir(data).expect("open");
@@ -187,6 +198,7 @@ fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
 
 #[test]
 fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
+    let _serial = serial();
     let Some(setup) = Setup::new() else { return };
     let (data, cfg) = (&setup.data, config(FsyncPolicy::Never));
     let channel = "full/disk".parse().unwrap();
