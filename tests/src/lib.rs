@@ -149,6 +149,65 @@ pub fn parse_policy(s: &str) -> Result<FsyncPolicy, String> {
     }
 }
 
+/// Reads `lines` lines of a writer's stdout, handing each to `on_line`, then spins for
+/// `spin` (jitter, so kills land at different steps of the writer's loop), SIGKILLs the
+/// writer and reaps it. Fails if the writer ended, a line was refused, or it did not die by
+/// SIGKILL; the error carries the writer's stderr.
+pub fn read_then_kill(
+    child: &mut std::process::Child,
+    lines: u64,
+    spin: Duration,
+    mut on_line: impl FnMut(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::ExitStatusExt;
+
+    const SIGKILL: i32 = 9;
+    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let mut failure = None;
+    for _ in 0..lines {
+        line.clear();
+        match out.read_line(&mut line) {
+            Ok(0) => {
+                failure = Some("the writer ended before it was killed".to_string());
+                break;
+            }
+            Ok(_) => {
+                if let Err(e) = on_line(&line) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(format!("reading the writer's stdout: {e}"));
+                break;
+            }
+        }
+    }
+    let until = std::time::Instant::now() + spin;
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    let killed = child.kill();
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    killed.map_err(|e| format!("kill: {e}"))?;
+    drop(out);
+    if failure.is_none() && status.signal() != Some(SIGKILL) {
+        failure = Some(format!("the writer was not killed by SIGKILL: {status}"));
+    }
+    match failure {
+        None => Ok(()),
+        Some(f) => {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            Err(format!("{f} (exit status {status}); writer stderr: {err}"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,8 +29,6 @@
 //! with `--nocapture` to see a summary line per policy.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -48,8 +46,6 @@ const WRITER: &str = env!("CARGO_BIN_EXE_cortex-crash-writer");
 /// Iterations that append to one directory before a fresh one is started.
 const ITERS_PER_DIR: u64 = 10;
 const DEFAULT_ITERS: u64 = 20;
-/// The signal `Child::kill` sends on unix.
-const SIGKILL: i32 = 9;
 /// The origin hash the writer stamps on its events.
 const WRITER_ORIGIN: u64 = 0xC0DE_0001;
 /// A bound on waiting for a fold in the checks: a hang is reported, not waited out.
@@ -136,14 +132,6 @@ fn spawn_writer(run: &Run, args: WriterArgs) -> Child {
         .unwrap_or_else(|e| panic!("cannot spawn {WRITER}: {e}"))
 }
 
-fn child_stderr(child: &mut Child) -> String {
-    let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
-    }
-    err
-}
-
 /// What the writer reported before it was killed.
 #[derive(Debug, Default)]
 struct Reported {
@@ -206,47 +194,9 @@ fn run_and_kill(
     spin: Duration,
 ) -> Result<Reported, String> {
     let mut child = spawn_writer(run, args);
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut rep = Reported::default();
-    let mut line = String::new();
-    let mut failure = None;
-    while rep.lines < lines {
-        line.clear();
-        match out.read_line(&mut line) {
-            Ok(0) => {
-                failure = Some("the writer ended before it was killed".to_string());
-                break;
-            }
-            Ok(_) => {
-                if let Err(e) = parse_line(&line, &mut rep) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            Err(e) => {
-                failure = Some(format!("reading the writer's stdout: {e}"));
-                break;
-            }
-        }
-    }
-    let until = Instant::now() + spin;
-    while Instant::now() < until {
-        std::hint::spin_loop();
-    }
-    let killed = child.kill();
-    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
-    killed.map_err(|e| format!("kill: {e}"))?;
-    drop(out);
-    if failure.is_none() && status.signal() != Some(SIGKILL) {
-        failure = Some(format!("the writer was not killed by SIGKILL: {status}"));
-    }
-    match failure {
-        None => Ok(rep),
-        Some(f) => Err(format!(
-            "{f} (exit status {status}); writer stderr: {}",
-            child_stderr(&mut child)
-        )),
-    }
+    netdb_tests::read_then_kill(&mut child, lines, spin, |line| parse_line(line, &mut rep))?;
+    Ok(rep)
 }
 
 /// What checking one recovered directory found.

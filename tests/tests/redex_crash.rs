@@ -154,47 +154,9 @@ fn run_and_kill(
     spin: Duration,
 ) -> Result<Reported, String> {
     let mut child = spawn_writer(dir, policy, sync_every);
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut rep = Reported::default();
-    let mut line = String::new();
-    let mut failure = None;
-    while rep.lines < lines {
-        line.clear();
-        match out.read_line(&mut line) {
-            Ok(0) => {
-                failure = Some("the writer ended before it was killed".to_string());
-                break;
-            }
-            Ok(_) => {
-                if let Err(e) = parse_line(&line, &mut rep) {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            Err(e) => {
-                failure = Some(format!("reading the writer's stdout: {e}"));
-                break;
-            }
-        }
-    }
-    let until = Instant::now() + spin;
-    while Instant::now() < until {
-        std::hint::spin_loop();
-    }
-    let killed = child.kill();
-    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
-    killed.map_err(|e| format!("kill: {e}"))?;
-    drop(out);
-    if failure.is_none() && status.signal() != Some(SIGKILL) {
-        failure = Some(format!("the writer was not killed by SIGKILL: {status}"));
-    }
-    match failure {
-        None => Ok(rep),
-        Some(f) => Err(format!(
-            "{f} (exit status {status}); writer stderr: {}",
-            child_stderr(&mut child)
-        )),
-    }
+    netdb_tests::read_then_kill(&mut child, lines, spin, |line| parse_line(line, &mut rep))?;
+    Ok(rep)
 }
 
 /// What checking one recovered directory found.
