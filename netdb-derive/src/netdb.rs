@@ -25,6 +25,9 @@ struct Field {
     config: Option<syn::Path>,
 }
 
+/// The methods the derive generates; a field (whose accessor has its name) cannot take one.
+const GENERATED: &[&str] = &["open", "open_from_snapshot", "snapshot", "close"];
+
 /// A validated model field.
 struct Model<'a> {
     name: &'a syn::Ident,
@@ -68,6 +71,19 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
             )
             .with_span(&input.ident),
         );
+    }
+    for f in fields {
+        if let Some(name) = &f.ident
+            && GENERATED.contains(&name.to_string().as_str())
+        {
+            errors.push(
+                darling::Error::custom(format!(
+                    "a field named `{name}` would clash with the generated `{name}` method \
+                     (the accessor has the field's name); rename the field"
+                ))
+                .with_span(name),
+            );
+        }
     }
     let models: Vec<Model<'_>> = fields
         .iter()
@@ -189,4 +205,35 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
             #(#accessors)*
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    /// The expansion, pretty-printed: what the insta snapshots hold.
+    fn pretty(input: &str) -> String {
+        let input: syn::DeriveInput = syn::parse_str(input).expect("valid input");
+        let file: syn2::File = syn2::parse2(expand(&input)).expect("the expansion parses");
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn expansion_of_a_two_model_db() {
+        insta::assert_snapshot!(pretty(
+            "struct AppDb {
+                tasks: TasksAdapter,
+                #[netdb(config = notes_config)]
+                notes: CortexAdapter<Note>,
+            }"
+        ));
+    }
+
+    #[test]
+    fn expansion_with_a_renamed_runtime() {
+        insta::assert_snapshot!(pretty(
+            "#[netdb(crate = \"facade::rt\")]
+            struct Db { notes: CortexAdapter<Note> }"
+        ));
+    }
 }
