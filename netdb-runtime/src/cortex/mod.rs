@@ -65,6 +65,7 @@ mod index;
 mod log;
 mod model;
 mod query;
+pub mod schema_lock;
 pub mod snapshot;
 mod table;
 mod watch;
@@ -85,6 +86,7 @@ pub use model::{
     migrate_rows, order_by_key, route_hash,
 };
 pub use query::{Query, QuerySpec};
+pub use schema_lock::{SchemaLockError, SchemaLockStatus, check_schema_lock};
 pub use snapshot::SnapshotInfo;
 pub use table::{Table, TableMut};
 pub use watch::{Watch, WatchStream};
