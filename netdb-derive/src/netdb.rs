@@ -3,6 +3,7 @@
 use darling::{FromDeriveInput, FromField, ast};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 #[derive(FromDeriveInput)]
@@ -26,7 +27,14 @@ struct Field {
 }
 
 /// The methods the derive generates; a field (whose accessor has its name) cannot take one.
-const GENERATED: &[&str] = &["open", "open_from_snapshot", "snapshot", "close"];
+const GENERATED: &[&str] = &[
+    "open",
+    "open_from_snapshot",
+    "snapshot",
+    "close",
+    "__netdb_builder",
+    "__netdb_from",
+];
 
 /// A validated model field.
 struct Model<'a> {
@@ -74,7 +82,7 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
     }
     for f in fields {
         if let Some(name) = &f.ident
-            && GENERATED.contains(&name.to_string().as_str())
+            && GENERATED.contains(&name.unraw().to_string().as_str())
         {
             errors.push(
                 darling::Error::custom(format!(
@@ -148,41 +156,43 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
         let name = m.name;
         let tr = adapter_trait(m);
         quote! {
-            if let ::core::result::Result::Err(e) = #tr::close_adapter(&self.#name) {
-                __first.get_or_insert(e);
+            if let ::core::result::Result::Err(__netdb_err) = #tr::close_adapter(&self.#name) {
+                __first.get_or_insert(__netdb_err);
             }
         }
     });
 
     Ok(quote! {
         #[automatically_derived]
+        // A program may use only some of the generated methods.
+        #[allow(dead_code)]
         impl #ident {
-            fn __netdb_builder(origin_hash: u64) -> #p::NetDbBuilder {
-                #p::NetDb::builder().origin_hash(origin_hash) #(#add_models)*
+            fn __netdb_builder(__origin_hash: u64) -> #p::NetDbBuilder {
+                #p::NetDb::builder().origin_hash(__origin_hash) #(#add_models)*
             }
 
             fn __netdb_from(__db: #p::NetDb) -> ::core::result::Result<Self, #p::CortexError> {
                 ::core::result::Result::Ok(Self { #(#take_adapters,)* })
             }
 
-            /// Opens every model in `redex`; each replays its log. `origin_hash` identifies
-            /// this writer in the events it appends.
+            /// Opens every model in the `Redex`; each replays its log. The origin hash
+            /// identifies this writer in the events it appends.
             pub fn open(
-                redex: &#p::Redex,
-                origin_hash: u64,
+                __redex: &#p::Redex,
+                __origin_hash: u64,
             ) -> ::core::result::Result<Self, #p::CortexError> {
-                Self::__netdb_from(Self::__netdb_builder(origin_hash).open(redex)?)
+                Self::__netdb_from(Self::__netdb_builder(__origin_hash).open(__redex)?)
             }
 
-            /// Restores every model from `bundle` (what `snapshot` returned); each folds only
-            /// the events after its snapshot.
+            /// Restores every model from a bundle `snapshot` returned; each folds only the
+            /// events after its snapshot.
             pub fn open_from_snapshot(
-                redex: &#p::Redex,
-                origin_hash: u64,
-                bundle: &[u8],
+                __redex: &#p::Redex,
+                __origin_hash: u64,
+                __bundle: &[u8],
             ) -> ::core::result::Result<Self, #p::CortexError> {
                 Self::__netdb_from(
-                    Self::__netdb_builder(origin_hash).open_from_snapshot(redex, bundle)?,
+                    Self::__netdb_builder(__origin_hash).open_from_snapshot(__redex, __bundle)?,
                 )
             }
 
@@ -197,7 +207,9 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
                 let mut __first = ::core::option::Option::None;
                 #(#closes)*
                 match __first {
-                    ::core::option::Option::Some(e) => ::core::result::Result::Err(e),
+                    ::core::option::Option::Some(__netdb_err) => {
+                        ::core::result::Result::Err(__netdb_err)
+                    }
                     ::core::option::Option::None => ::core::result::Result::Ok(()),
                 }
             }

@@ -86,7 +86,9 @@ pub use model::{
     migrate_rows, order_by_key, route_hash,
 };
 pub use query::{Query, QuerySpec};
-pub use schema_lock::{SchemaLockError, SchemaLockStatus, check_schema_lock};
+pub use schema_lock::{
+    SchemaLockError, SchemaLockStatus, check_schema_lock, check_schema_lock_with,
+};
 pub use snapshot::SnapshotInfo;
 pub use table::{Table, TableMut};
 pub use watch::{Watch, WatchStream};

@@ -114,11 +114,21 @@ pub enum SchemaLockError {
 }
 
 /// Checks model `M` against its lock file in `dir`: see the [module documentation](self).
+/// Strict (no lock file is written) when the `CI` environment variable is set.
 pub fn check_schema_lock<M: CortexModel>(
     dir: impl AsRef<Path>,
 ) -> Result<SchemaLockStatus, SchemaLockError> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
-    check(dir.as_ref(), M::CHANNEL, &M::SCHEMA, ci)
+    check_schema_lock_with::<M>(dir, ci)
+}
+
+/// [`check_schema_lock`] with strictness chosen by the caller instead of the environment:
+/// `strict` refuses to create or update the lock file.
+pub fn check_schema_lock_with<M: CortexModel>(
+    dir: impl AsRef<Path>,
+    strict: bool,
+) -> Result<SchemaLockStatus, SchemaLockError> {
+    check(dir.as_ref(), M::CHANNEL, &M::SCHEMA, strict)
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -176,7 +186,7 @@ fn parse(path: &Path, text: &str) -> Result<Lock, SchemaLockError> {
     if lock.versions.is_empty() {
         return Err(SchemaLockError::Malformed {
             path: path.to_owned(),
-            line: text.lines().count(),
+            line: text.lines().count().max(1),
             problem: "no `version` line".into(),
         });
     }
@@ -230,7 +240,15 @@ fn check(
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let text = format!("# netdb schema lock for {channel}: commit this file.\n{lock}");
-        std::fs::write(&path, text).map_err(io)
+        // Written beside, then renamed over: a test checking the same lock at the same time
+        // reads the old file or the new one, never half of one.
+        let unique = path.with_extension(format!(
+            "lock.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&unique, text).map_err(io)?;
+        std::fs::rename(&unique, &path).map_err(io)
     };
     let not_committed = || SchemaLockError::NotCommitted {
         channel: channel.to_owned(),

@@ -1,0 +1,8 @@
+use netdb_runtime::NetDb;
+
+#[derive(NetDb)]
+struct Db {
+    __netdb_from: String,
+}
+
+fn main() {}
