@@ -114,11 +114,12 @@ pub enum SchemaLockError {
 }
 
 /// Checks model `M` against its lock file in `dir`: see the [module documentation](self).
-/// Strict (no lock file is written) when the `CI` environment variable is set.
+/// Strict (no lock file is written) when the `CI` environment variable is set (to anything
+/// but empty, `false` or `0`).
 pub fn check_schema_lock<M: CortexModel>(
     dir: impl AsRef<Path>,
 ) -> Result<SchemaLockStatus, SchemaLockError> {
-    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
     check_schema_lock_with::<M>(dir, ci)
 }
 
@@ -247,8 +248,11 @@ fn check(
             std::process::id(),
             std::thread::current().id()
         ));
-        std::fs::write(&unique, text).map_err(io)?;
-        std::fs::rename(&unique, &path).map_err(io)
+        let written = std::fs::write(&unique, text).and_then(|()| std::fs::rename(&unique, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&unique); // leave no stray temp file behind
+        }
+        written.map_err(io)
     };
     let not_committed = || SchemaLockError::NotCommitted {
         channel: channel.to_owned(),
