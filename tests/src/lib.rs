@@ -208,6 +208,30 @@ pub fn read_then_kill(
     }
 }
 
+/// A number from environment variable `name`, if set (panics on a value that is not one).
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
+    )
+}
+
+/// Serialises spawning a child with holding a RedEX directory lock in this process.
+///
+/// The lock is an `flock` on an open file description. A child spawned by another test
+/// thread while this process has the lock file open inherits the descriptor until its
+/// `exec` closes it (it is close-on-exec), and for that moment it holds the lock too: a
+/// writer spawned right after this process closed the directory could then be refused
+/// with `Locked`. Tests run in parallel threads, so every spawn, and every in-process open
+/// of a directory, happens under this guard.
+pub fn no_spawns() -> std::sync::MutexGuard<'static, ()> {
+    static FD_INHERITANCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    FD_INHERITANCE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

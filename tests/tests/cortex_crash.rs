@@ -31,7 +31,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use netdb_runtime::cortex::{
@@ -40,7 +39,7 @@ use netdb_runtime::cortex::{
 };
 use netdb_runtime::redex::{FsyncPolicy, Redex, RedexFileConfig};
 use netdb_tests::cortex_model::{Counter, LedgerEvent, ledger_event, reference_fold};
-use netdb_tests::{XorShift, crash_config, format_policy};
+use netdb_tests::{XorShift, crash_config, env_u64, format_policy, no_spawns};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_cortex-crash-writer");
 /// Iterations that append to one directory before a fresh one is started.
@@ -59,26 +58,6 @@ struct Scenario {
     max_lines: u64,
     /// The writer calls `sync()` every K appends, K drawn from this range (0: never).
     sync_every: (u64, u64),
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
-
-/// Serialises spawning a child with holding a RedEX directory lock in this process: a
-/// child spawned by another test thread inherits the lock's descriptor until its `exec`
-/// closes it, and could make a writer spawned right after a check find the directory
-/// locked. (The same reasoning as in `redex_crash.rs`.)
-static FD_INHERITANCE: Mutex<()> = Mutex::new(());
-
-fn no_spawns() -> MutexGuard<'static, ()> {
-    FD_INHERITANCE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One directory's paths and seed.

@@ -33,11 +33,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use netdb_runtime::redex::{FsyncPolicy, Redex, RedexError};
-use netdb_tests::{XorShift, crash_channel, crash_config, format_policy, payload, payload_len};
+use netdb_tests::{
+    XorShift, crash_channel, crash_config, env_u64, format_policy, no_spawns, payload, payload_len,
+};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_redex-crash-writer");
 /// Iterations that append to one directory before a fresh one is started.
@@ -54,30 +55,6 @@ struct Scenario {
     max_lines: u64,
     /// The writer calls `sync()` every K appends, K drawn from this range (0: never).
     sync_every: (u64, u64),
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
-
-/// Serialises spawning a child with holding a RedEX directory lock in this process.
-///
-/// The lock is an `flock` on an open file description. A child spawned by another test
-/// thread while this process has the lock file open inherits the descriptor until its
-/// `exec` closes it (it is close-on-exec), and for that moment it holds the lock too: a
-/// writer spawned right after this process closed the directory could then be refused
-/// with `Locked`. Tests run in parallel threads, so every spawn, and every in-process open
-/// of a directory, happens under this mutex.
-static FD_INHERITANCE: Mutex<()> = Mutex::new(());
-
-fn no_spawns() -> MutexGuard<'static, ()> {
-    FD_INHERITANCE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
 }
 
 fn spawn_writer(dir: &Path, policy: FsyncPolicy, sync_every: u64) -> Child {

@@ -6,17 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 
 use netdb_runtime::redex::{FsyncPolicy, Redex, RedexError, RedexFileConfig};
-
-/// The tests run one at a time. A `mount` / `umount` child forked while another test has a
-/// directory's lock file open shares that lock until it execs, so a reopen racing the fork
-/// would see `Locked`.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A tmpfs mounted for the life of the value.
 struct SmallDisk {
@@ -122,7 +113,8 @@ fn check(dir: &Path, cfg: &RedexFileConfig, n: u64) {
 
 #[test]
 fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
-    let _serial = serial();
+    // One at a time: a forked `mount` could share another test's directory lock.
+    let _serial = netdb_tests::no_spawns();
     let Some(setup) = Setup::new() else { return };
     for policy in [FsyncPolicy::EveryN(1), FsyncPolicy::Never] {
         let _ = std::fs::remove_dir_all(&setup.data);
@@ -169,7 +161,8 @@ fn a_full_disk_is_a_typed_error_and_appends_resume_after_space_is_freed() {
 
 #[test]
 fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
-    let _serial = serial();
+    // One at a time: a forked `mount` could share another test's directory lock.
+    let _serial = netdb_tests::no_spawns();
     let Some(setup) = Setup::new() else { return };
     let (data, cfg) = (&setup.data, config(FsyncPolicy::Never));
     let redex = Redex::with_persistent_dir(data).expect("open");
@@ -198,7 +191,8 @@ fn close_on_a_full_disk_fails_keeps_the_directory_and_can_be_retried() {
 
 #[test]
 fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
-    let _serial = serial();
+    // One at a time: a forked `mount` could share another test's directory lock.
+    let _serial = netdb_tests::no_spawns();
     let Some(setup) = Setup::new() else { return };
     let (data, cfg) = (&setup.data, config(FsyncPolicy::Never));
     let channel = "full/disk".parse().unwrap();
