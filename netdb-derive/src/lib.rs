@@ -24,7 +24,27 @@
 
 use proc_macro::TokenStream;
 
+mod events;
+mod model;
+mod naming;
 mod netdb;
+
+/// Generates a model's filter, orderings, indexes, typed query and watch builders, events
+/// (or the glue to a `CortexEvents` enum), adapter with typed writes, and schema. See the
+/// [crate documentation](crate).
+#[proc_macro_derive(CortexModel, attributes(cortex))]
+pub fn derive_cortex_model(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    model::expand(&input).into()
+}
+
+/// Generates dispatch codes, encoding, decoding and one typed write per variant for an
+/// events enum. See the [crate documentation](crate).
+#[proc_macro_derive(CortexEvents, attributes(cortex))]
+pub fn derive_cortex_events(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    events::expand(&input).into()
+}
 
 /// Generates `open`, `open_from_snapshot`, `snapshot`, `close` and accessors for a struct of
 /// model adapters. See the [crate documentation](crate).

@@ -27,19 +27,21 @@ pub mod cortex;
 pub mod netdb;
 pub mod redex;
 
-/// `#[derive(NetDb)]`: see the `netdb-derive` crate. (Feature `derive`, on by default.)
+/// The derives: `CortexModel`, `CortexEvents` and `NetDb` (see the `netdb-derive` crate).
+/// Feature `derive`, on by default.
 #[cfg(feature = "derive")]
-pub use netdb_derive::NetDb;
+pub use netdb_derive::{CortexEvents, CortexModel, NetDb};
 
 /// The names most programs using netdb need.
 pub mod prelude {
     pub use crate::cortex::{
-        CortexAdapter, CortexConfig, CortexError, FoldErrorPolicy, SnapshotFallback, StartAt,
+        ApplyError, ApplyEvent, CortexAdapter, CortexConfig, CortexError, EventContext,
+        FoldErrorPolicy, SnapshotFallback, StartAt, TableMut,
     };
     pub use crate::netdb::NetDb;
     pub use crate::redex::{FsyncPolicy, Redex, RedexFileConfig};
     #[cfg(feature = "derive")]
-    pub use netdb_derive::NetDb;
+    pub use netdb_derive::{CortexEvents, CortexModel, NetDb};
 }
 
 /// What generated code names, by absolute path (`::netdb_runtime::__private::…`), so a
@@ -52,6 +54,26 @@ pub mod __private {
     pub use crate::redex::{Redex, RedexError};
     pub use postcard;
     pub use serde;
+
+    /// The event type of a model whose derive failed: keeps one mistake from causing
+    /// follow-up errors. Never constructed.
+    #[derive(Debug)]
+    pub enum NoEvents {}
+
+    impl<M: CortexModel> CortexEvent<M> for NoEvents {
+        fn dispatch(&self) -> u16 {
+            match *self {}
+        }
+        fn encode_body(&self, _: &mut Vec<u8>) -> Result<(), postcard::Error> {
+            match *self {}
+        }
+        fn decode_body(code: u16, _: u16, _: &[u8]) -> Result<Self, EventDecodeError> {
+            Err(EventDecodeError::UnknownDispatch(code))
+        }
+        fn apply(self, _: &mut TableMut<'_, M>, _: &EventContext) -> Result<(), ApplyError> {
+            match self {}
+        }
+    }
 }
 
 /// The README's code blocks, compiled and run as doctests.

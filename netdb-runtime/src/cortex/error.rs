@@ -177,6 +177,42 @@ pub enum EventDecodeError {
         /// The postcard error.
         source: postcard::Error,
     },
+    /// The event was written by an older schema version whose rows this build cannot read:
+    /// the model declares no migration from it.
+    #[error(
+        "the event was written by schema version {found}, and the model (version {current}) \
+         declares no migration from it: keep the old struct and add \
+         `#[cortex(migrate(from = {found}, with = OldStruct))]`"
+    )]
+    NoMigration {
+        /// The writer's schema version.
+        found: u16,
+        /// The model's version in this build.
+        current: u16,
+    },
+    /// A field of an update event does not decode as the field's current type.
+    #[error(
+        "field `{field}` of an update event written by schema version {version} does not \
+         decode as its current type ({source}): a field whose type changes needs a new name"
+    )]
+    PatchField {
+        /// The field name as the writer spelled it.
+        field: String,
+        /// The writer's schema version.
+        version: u16,
+        /// The postcard error.
+        source: postcard::Error,
+    },
+    /// An update event names a field the model does not have, although it was written by
+    /// the current schema version: the log was written by a different struct.
+    #[error(
+        "an update event of the current schema version names field `{field}`, which the \
+         model does not have: the struct changed without a schema version bump"
+    )]
+    UnknownField {
+        /// The field name in the event.
+        field: String,
+    },
 }
 
 /// An error an event's `apply` returns to refuse the event.

@@ -58,6 +58,7 @@
 //! event.
 
 mod adapter;
+mod builtin;
 pub mod dispatch;
 mod error;
 mod event_meta;
@@ -74,6 +75,7 @@ pub use adapter::{
     Change, CortexAdapter, CortexConfig, FoldErrorPolicy, FoldErrors, ModelAdapter, RestoreOutcome,
     SharedState, SnapshotFallback, StartAt,
 };
+pub use builtin::{BuiltinEvent, ModelPatch, decode_field, encode_field};
 pub use error::{
     ApplyError, CortexError, EventDecodeError, FoldError, FoldErrorKind, SnapshotError,
 };
@@ -81,9 +83,10 @@ pub use event_meta::{EventMeta, EventMetaError, SeqOrTs};
 pub use index::{HashIndex, IdSet, IdSetIter, InvertedIndex, OrderedIndex, Plan};
 pub use log::{CortexLog, LogTail};
 pub use model::{
-    CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk, IndexSet, Migration,
-    ModelFilter, ModelOrder, NoFilter, Route, Schema, contains_ignore_case, fingerprint,
-    migrate_rows, order_by_key, route_hash,
+    ApplyEvent, CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk,
+    IndexSet, Migration, ModelFilter, ModelOrder, NoFilter, RangeClause, Route, Schema,
+    contains_ignore_case, fingerprint, in_range, migrate_row, migrate_rows, narrow_range,
+    order_by_key, route_hash,
 };
 pub use query::{Query, QuerySpec};
 pub use schema_lock::{

@@ -61,6 +61,16 @@ pub trait CortexModel:
 }
 
 /// An event type of a model: encoding, decoding, and its effect on the rows.
+///
+/// `#[derive(CortexModel)]` implements it for the generated insert / update / delete events;
+/// `#[derive(CortexEvents)]` implements it for a user's enum, whose effect the user writes
+/// in an [`ApplyEvent`] impl.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an events type of model `{M}`",
+    label = "not the events of `{M}`",
+    note = "an events enum serves the model named in its `#[cortex(model = ...)]`; name this \
+            enum's model there, or name `{M}`'s own events enum in `#[cortex(events = ...)]`"
+)]
 pub trait CortexEvent<M: CortexModel>: Sized + Send + Debug + 'static {
     /// The event's dispatch code (in [`dispatch::USER_FIRST`](super::dispatch::USER_FIRST)
     /// ..= [`dispatch::USER_LAST`](super::dispatch::USER_LAST), or one of the reserved codes
@@ -83,6 +93,27 @@ pub trait CortexEvent<M: CortexModel>: Sized + Send + Debug + 'static {
     /// Applies the event to the rows. Returning an error, or panicking, undoes every change
     /// this call made and reports the event to the adapter's
     /// [`FoldErrorPolicy`](super::FoldErrorPolicy).
+    fn apply(self, table: &mut TableMut<'_, M>, ctx: &EventContext) -> Result<(), ApplyError>;
+}
+
+/// The effect of a `#[derive(CortexEvents)]` enum's events on the rows: the domain logic a
+/// user writes once, for every variant.
+///
+/// The derive generates the rest of [`CortexEvent`] (dispatch codes, encoding, decoding)
+/// and forwards [`CortexEvent::apply`] here.
+///
+/// Change rows only through `table` (`insert`, `update`, `remove`, `remove_where`): it keeps
+/// the indexes, the change tracking for watchers and the undo journal. Returning an
+/// [`ApplyError`], or panicking, undoes every change the call made.
+#[diagnostic::on_unimplemented(
+    message = "the events enum `{Self}` has no effect on `{M}` yet",
+    label = "write `impl ApplyEvent<{M}> for {Self}`",
+    note = "`#[derive(CortexEvents)]` generates encoding, decoding and typed writes; the effect \
+            of each variant is yours: implement `netdb_runtime::cortex::ApplyEvent<{M}>` for \
+            `{Self}`, matching on `self` in its `apply` method"
+)]
+pub trait ApplyEvent<M: CortexModel>: Sized {
+    /// Applies the event to the rows.
     fn apply(self, table: &mut TableMut<'_, M>, ctx: &EventContext) -> Result<(), ApplyError>;
 }
 
@@ -310,8 +341,11 @@ pub struct Migration<M> {
     /// That version's fingerprint, if known: a snapshot whose fingerprint differs is
     /// refused rather than misread.
     pub from_fingerprint: Option<u64>,
-    /// Decodes the postcard-encoded rows of that version into current rows.
+    /// Decodes the postcard-encoded rows of that version into current rows (snapshots).
     pub decode: fn(&[u8]) -> Result<Vec<M>, postcard::Error>,
+    /// Decodes one postcard-encoded row of that version into a current row (insert events
+    /// that version wrote, still in the log).
+    pub decode_row: fn(&[u8]) -> Result<M, postcard::Error>,
 }
 
 /// Decodes rows of an older type `Old` and converts each with `Into`: the usual
@@ -322,6 +356,63 @@ where
 {
     let old: Vec<Old> = postcard::from_bytes(body)?;
     Ok(old.into_iter().map(Into::into).collect())
+}
+
+/// Decodes one row of an older type `Old` and converts it with `Into`: the usual
+/// [`Migration::decode_row`].
+pub fn migrate_row<Old, M>(body: &[u8]) -> Result<M, postcard::Error>
+where
+    Old: DeserializeOwned + Into<M>,
+{
+    postcard::from_bytes::<Old>(body).map(Into::into)
+}
+
+/// A range clause: the lower and upper bound a field's value must lie within.
+pub type RangeClause<T> = (std::ops::Bound<T>, std::ops::Bound<T>);
+
+/// Narrows a range clause by one more bound: the `where_x_gt` / `_gte` / `_lt` / `_lte` /
+/// `_between` builders. Bounds combine as a conjunction: the tighter bound on each side
+/// wins, so `where_x_gt(3).where_x_gt(5)` means "greater than 5".
+pub fn narrow_range<T: PartialOrd>(
+    clause: &mut Option<RangeClause<T>>,
+    lower: std::ops::Bound<T>,
+    upper: std::ops::Bound<T>,
+) {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let (lo, hi) = clause.take().unwrap_or((Unbounded, Unbounded));
+    // Whether bound `a` is at least as tight as `b`; `low` says which side they bound.
+    fn tighter<T: PartialOrd>(a: &std::ops::Bound<T>, b: &std::ops::Bound<T>, low: bool) -> bool {
+        match (a, b) {
+            (_, Unbounded) => true,
+            (Unbounded, _) => false,
+            (Included(x) | Excluded(x), Included(y) | Excluded(y)) if x == y => {
+                matches!(a, Excluded(_)) || matches!(b, Included(_))
+            }
+            (Included(x) | Excluded(x), Included(y) | Excluded(y)) => {
+                if low {
+                    x > y
+                } else {
+                    x < y
+                }
+            }
+        }
+    }
+    let lo = if tighter(&lower, &lo, true) {
+        lower
+    } else {
+        lo
+    };
+    let hi = if tighter(&upper, &hi, false) {
+        upper
+    } else {
+        hi
+    };
+    *clause = Some((lo, hi));
+}
+
+/// Whether `value` lies within a range clause (see [`narrow_range`]).
+pub fn in_range<T: PartialOrd>(clause: &RangeClause<T>, value: &T) -> bool {
+    std::ops::RangeBounds::contains(clause, value)
 }
 
 /// Whether `haystack` contains `needle`, ignoring case: what `*_contains` string filters

@@ -9,8 +9,8 @@ use std::ops::Bound;
 use netdb_runtime::cortex::{
     ApplyError, CortexEvent, CortexModel, Direction, EventContext, EventDecodeError, Field,
     HashIndex, IdWalk, IndexSet, InvertedIndex, Migration, ModelFilter, ModelOrder, OrderedIndex,
-    Plan, Query, Route, Schema, TableMut, Watch, contains_ignore_case, migrate_rows, order_by_key,
-    route_hash,
+    Plan, Query, Route, Schema, TableMut, Watch, contains_ignore_case, migrate_row, migrate_rows,
+    order_by_key, route_hash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +86,7 @@ static MIGRATIONS: [Migration<Task>; 1] = [Migration {
     from_version: 1,
     from_fingerprint: Some(Schema::new(1, TASK_V1_FIELDS).fingerprint),
     decode: migrate_rows::<TaskV1, Task>,
+    decode_row: migrate_row::<TaskV1, Task>,
 }];
 
 impl CortexModel for Task {

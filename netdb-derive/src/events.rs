@@ -1,0 +1,400 @@
+//! `#[derive(CortexEvents)]`: a user's events enum → dispatch codes, encoding, decoding, the
+//! forward to the user's `ApplyEvent` impl, and one typed write per variant on the model's
+//! adapter.
+
+use darling::util::SpannedValue;
+use darling::{FromDeriveInput, FromVariant, ast};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+
+use crate::naming;
+
+#[derive(FromDeriveInput)]
+#[darling(attributes(cortex))]
+struct EventsInput {
+    ident: syn::Ident,
+    generics: syn::Generics,
+    data: ast::Data<VariantInput, darling::util::Ignored>,
+    /// The model the events change.
+    model: Option<syn::Path>,
+    /// The model's adapter, when the model renamed it.
+    adapter: Option<syn::Path>,
+    #[darling(rename = "crate")]
+    krate: Option<syn::Path>,
+}
+
+#[derive(FromVariant)]
+#[darling(attributes(cortex))]
+struct VariantInput {
+    ident: syn::Ident,
+    fields: ast::Fields<syn::Field>,
+    /// The stored dispatch code.
+    dispatch: Option<SpannedValue<syn::LitInt>>,
+    /// The typed write's name (default: the variant in snake_case).
+    write: Option<syn::LitStr>,
+}
+
+/// Methods a `CortexAdapter` (and the generated adapter) already has: a write must not
+/// shadow them.
+const TAKEN: &[&str] = &[
+    "open",
+    "open_with_config",
+    "open_on_log",
+    "open_from_snapshot",
+    "open_from_snapshot_with_config",
+    "open_from_snapshot_on_log",
+    "into_inner",
+    "state",
+    "log",
+    "restore_outcome",
+    "folded_through_seq",
+    "append",
+    "append_batch",
+    "append_and_wait",
+    "wait_for_seq",
+    "wait_for_seq_timeout",
+    "fold_errors",
+    "is_folding",
+    "changes",
+    "watch",
+    "snapshot_and_watch",
+    "snapshot",
+    "close",
+    "clone",
+    "deref",
+    "from",
+];
+
+/// The largest tuple serde encodes: a variant's fields travel as one.
+const MAX_FIELDS: usize = 16;
+
+struct Variant<'a> {
+    ident: &'a syn::Ident,
+    fields: &'a ast::Fields<syn::Field>,
+    code: u16,
+    write: syn::Ident,
+}
+
+pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
+    let parsed = match EventsInput::from_derive_input(input) {
+        Ok(p) => p,
+        Err(e) => return e.write_errors(),
+    };
+    let mut errors = darling::Error::accumulator();
+    let err = |span: Span, msg: String| darling::Error::custom(msg).with_span(&span);
+    let name = &parsed.ident;
+    if !parsed.generics.params.is_empty() {
+        errors.push(err(
+            parsed.generics.params.span(),
+            "an events enum cannot be generic: its variants are stored in the log with fixed \
+             dispatch codes; declare a concrete enum"
+                .into(),
+        ));
+    }
+    let variants_in: &[VariantInput] = match &parsed.data {
+        ast::Data::Enum(v) => v,
+        ast::Data::Struct(_) => {
+            errors.push(err(
+                name.span(),
+                "#[derive(CortexEvents)] goes on an enum with one variant per kind of event; for \
+                 the row struct, derive `CortexModel`"
+                    .into(),
+            ));
+            &[]
+        }
+    };
+    if variants_in.is_empty() && matches!(parsed.data, ast::Data::Enum(_)) {
+        errors.push(err(
+            name.span(),
+            "an events enum needs at least one variant, each with `#[cortex(dispatch = N)]`".into(),
+        ));
+    }
+    if parsed.model.is_none() {
+        errors.push(err(
+            name.span(),
+            "name the model these events change: `#[cortex(model = Task)]`".into(),
+        ));
+    }
+
+    let mut variants: Vec<Variant<'_>> = Vec::new();
+    let mut next_free = 1u32;
+    for v in variants_in {
+        let code = match &v.dispatch {
+            None => {
+                errors.push(err(
+                    v.ident.span(),
+                    format!(
+                        "every event needs an explicit dispatch code, e.g. \
+                         `#[cortex(dispatch = {next_free})]`: the code is stored in the log, so it \
+                         must not change when variants are reordered (use 1..=0xEFFF)"
+                    ),
+                ));
+                None
+            }
+            Some(lit) => {
+                match lit.base10_parse::<u32>() {
+                    Ok(0) => {
+                        errors.push(err(
+                            lit.span(),
+                            "dispatch code 0 is invalid; user codes are 1..=0xEFFF".into(),
+                        ));
+                        None
+                    }
+                    Ok(c) if c > 0xFFFF => {
+                        errors.push(err(lit.span(), format!("dispatch code {c} does not fit in 16 bits; user codes are 1..=0xEFFF")));
+                        None
+                    }
+                    Ok(c) if c >= 0xF000 => {
+                        errors.push(err(
+                        lit.span(),
+                        format!("dispatch code {c:#06x} is in the range netdb reserves for its own events (0xF000..=0xFFFF); pick one in 1..=0xEFFF"),
+                    ));
+                        None
+                    }
+                    Ok(c) => Some(c as u16),
+                    Err(_) => {
+                        errors.push(err(
+                            lit.span(),
+                            "a dispatch code is an integer in 1..=0xEFFF".into(),
+                        ));
+                        None
+                    }
+                }
+            }
+        };
+        if let (Some(c), Some(lit)) = (code, &v.dispatch) {
+            if let Some(first) = variants.iter().find(|x| x.code == c) {
+                errors.push(err(
+                    lit.span(),
+                    format!(
+                        "dispatch code {c} is already used by `{}`; every event needs its own code",
+                        first.ident
+                    ),
+                ));
+            }
+            next_free = next_free.max(c as u32 + 1);
+        }
+        if v.fields.len() > MAX_FIELDS {
+            errors.push(err(
+                v.ident.span(),
+                format!("an event variant has at most {MAX_FIELDS} fields; group some in a struct"),
+            ));
+        }
+        let write = match &v.write {
+            Some(lit) => match syn::parse_str::<syn::Ident>(&lit.value()) {
+                Ok(i) => syn::Ident::new(&i.to_string(), lit.span()),
+                Err(_) => {
+                    errors.push(err(
+                        lit.span(),
+                        "`write` names a method: a snake_case word".into(),
+                    ));
+                    continue;
+                }
+            },
+            None => format_ident!(
+                "{}",
+                naming::snake(&v.ident.unraw().to_string()),
+                span = v.ident.span()
+            ),
+        };
+        let wname = write.to_string();
+        if TAKEN.contains(&wname.as_str()) {
+            errors.push(err(
+                v.write.as_ref().map(|l| l.span()).unwrap_or(v.ident.span()),
+                format!(
+                    "the typed write `{wname}` would shadow the adapter's own `{wname}` method; \
+                     name it with `#[cortex(write = \"{wname}_event\")]` (or another name)"
+                ),
+            ));
+        } else if let Some(first) = variants.iter().find(|x| x.write == write) {
+            errors.push(err(
+                write.span(),
+                format!("the typed write `{wname}` is already generated for `{}`; name one with `#[cortex(write = \"...\")]`", first.ident),
+            ));
+        }
+        if let Some(code) = code {
+            variants.push(Variant {
+                ident: &v.ident,
+                fields: &v.fields,
+                code,
+                write,
+            });
+        }
+    }
+
+    let krate = parsed
+        .krate
+        .clone()
+        .unwrap_or_else(crate::model::ir::default_crate);
+    let p = quote!(#krate::__private);
+    let Some(model) = &parsed.model else {
+        return errors
+            .finish()
+            .err()
+            .map(|e| e.write_errors())
+            .unwrap_or_default();
+    };
+    if let Err(e) = errors.finish() {
+        // One mistake, one error: the model still gets an events impl.
+        let stub = quote! {
+            #[automatically_derived]
+            impl #p::CortexEvent<#model> for #name {
+                fn dispatch(&self) -> u16 { ::core::unreachable!() }
+                fn encode_body(&self, _: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #p::postcard::Error> { ::core::unreachable!() }
+                fn decode_body(__d: u16, _: u16, _: &[u8]) -> ::core::result::Result<Self, #p::EventDecodeError> {
+                    ::core::result::Result::Err(#p::EventDecodeError::UnknownDispatch(__d))
+                }
+                fn apply(self, _: &mut #p::TableMut<'_, #model>, _: &#p::EventContext) -> ::core::result::Result<(), #p::ApplyError> { ::core::unreachable!() }
+            }
+        };
+        let errors = e.write_errors();
+        return quote!(#errors #stub);
+    }
+    let adapter = parsed.adapter.clone().unwrap_or_else(|| {
+        let mut path = model.clone();
+        if let Some(last) = path.segments.last_mut() {
+            last.ident = format_ident!(
+                "{}Adapter",
+                naming::plural(&last.ident.to_string()),
+                span = last.ident.span()
+            );
+            last.arguments = syn::PathArguments::None;
+        }
+        path
+    });
+    generate(&p, name, model, &adapter, &variants)
+}
+
+/// The names of a variant's fields as typed-write parameters: the field names, or `value`
+/// / `value0`, `value1`, ... for a tuple variant.
+fn param_names(v: &Variant<'_>) -> Vec<syn::Ident> {
+    match v.fields.style {
+        ast::Style::Struct => v.fields.iter().filter_map(|f| f.ident.clone()).collect(),
+        ast::Style::Tuple if v.fields.len() == 1 => vec![format_ident!("value")],
+        ast::Style::Tuple => (0..v.fields.len())
+            .map(|i| format_ident!("value{}", i))
+            .collect(),
+        ast::Style::Unit => Vec::new(),
+    }
+}
+
+fn generate(
+    p: &TokenStream,
+    name: &syn::Ident,
+    model: &syn::Path,
+    adapter: &syn::Path,
+    variants: &[Variant<'_>],
+) -> TokenStream {
+    let mut dispatch = Vec::new();
+    let mut encode = Vec::new();
+    let mut decode = Vec::new();
+    let mut writes = Vec::new();
+    for v in variants {
+        let code = v.code;
+        let names = param_names(v);
+        let ident = v.ident;
+        let tys: Vec<&syn::Type> = v.fields.iter().map(|f| &f.ty).collect();
+        let any = match v.fields.style {
+            ast::Style::Struct => quote!(Self::#ident { .. }),
+            ast::Style::Tuple => quote!(Self::#ident(..)),
+            ast::Style::Unit => quote!(Self::#ident),
+        };
+        dispatch.push(quote!(#any => #code,));
+        // The fields travel as one tuple, without the variant (the dispatch code says it).
+        let locals: Vec<syn::Ident> = names
+            .iter()
+            .map(|n| format_ident!("__{}", n.unraw()))
+            .collect();
+        let pattern = rebind(quote!(Self), v, &locals);
+        encode.push(quote! {
+            #pattern => {
+                *__out = #p::postcard::to_extend(&(#(#locals,)*), ::core::mem::take(__out))?;
+            }
+        });
+        let decoded = quote_spanned!(ident.span()=> (#(#tys,)*));
+        decode.push(quote! {
+            #code => {
+                let (#(#locals,)*): #decoded = #p::postcard::from_bytes(__body)
+                    .map_err(|__e| #p::EventDecodeError::Body { dispatch: __dispatch, source: __e })?;
+                ::core::result::Result::Ok(#pattern)
+            }
+        });
+        let write = &v.write;
+        let params = names.iter().zip(&tys).map(|(n, ty)| {
+            if matches!(crate::model::ir::Kind::of(ty), crate::model::ir::Kind::Str) {
+                quote!(#n: impl ::core::convert::Into<::std::string::String>)
+            } else {
+                quote!(#n: #ty)
+            }
+        });
+        let convs = names.iter().zip(&tys).zip(&locals).map(|((n, ty), l)| {
+            if matches!(crate::model::ir::Kind::of(ty), crate::model::ir::Kind::Str) {
+                quote!(let #l: ::std::string::String = ::core::convert::Into::into(#n);)
+            } else {
+                quote!(let #l = #n;)
+            }
+        });
+        let event = rebind(quote!(#name), v, &locals);
+        let doc = format!(
+            "Appends a `{name}::{ident}` event (dispatch code {code}); returns its seq. \
+             `wait_for_seq(seq)` waits until the state reflects it."
+        );
+        writes.push(quote_spanned! {v.write.span()=>
+            #[doc = #doc]
+            pub fn #write(&self, #(#params),*) -> ::core::result::Result<u64, #p::CortexError> {
+                #(#convs)*
+                #p::CortexAdapter::<#model>::append(self, &#event)
+            }
+        });
+    }
+    let writes = writes.into_iter();
+    quote! {
+        #[automatically_derived]
+        impl #p::CortexEvent<#model> for #name {
+            fn dispatch(&self) -> u16 {
+                match self {
+                    #(#dispatch)*
+                }
+            }
+
+            fn encode_body(&self, __out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #p::postcard::Error> {
+                match self {
+                    #(#encode)*
+                }
+                ::core::result::Result::Ok(())
+            }
+
+            fn decode_body(__dispatch: u16, _: u16, __body: &[u8]) -> ::core::result::Result<Self, #p::EventDecodeError> {
+                match __dispatch {
+                    #(#decode)*
+                    _ => ::core::result::Result::Err(#p::EventDecodeError::UnknownDispatch(__dispatch)),
+                }
+            }
+
+            fn apply(self, __table: &mut #p::TableMut<'_, #model>, __ctx: &#p::EventContext) -> ::core::result::Result<(), #p::ApplyError> {
+                <Self as #p::ApplyEvent<#model>>::apply(self, __table, __ctx)
+            }
+        }
+
+        #[automatically_derived]
+        #[allow(dead_code)]
+        impl #adapter {
+            #(#writes)*
+        }
+    }
+}
+
+/// The variant's pattern / constructor with its fields bound to `locals`.
+fn rebind(prefix: TokenStream, v: &Variant<'_>, locals: &[syn::Ident]) -> TokenStream {
+    let ident = v.ident;
+    match v.fields.style {
+        ast::Style::Struct => {
+            let names = v.fields.iter().filter_map(|f| f.ident.as_ref());
+            quote!(#prefix::#ident { #(#names: #locals),* })
+        }
+        ast::Style::Tuple => quote!(#prefix::#ident(#(#locals),*)),
+        ast::Style::Unit => quote!(#prefix::#ident),
+    }
+}
