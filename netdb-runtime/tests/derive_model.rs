@@ -125,24 +125,25 @@ async fn derived_models_end_to_end() {
     }
     let seq = items.update(ItemPatch::new(3).title("renamed")).unwrap();
     items.wait_for_seq(seq).await.unwrap();
-    let shared = items.state();
-    let st = shared.read();
-    let done: Vec<u64> = st
-        .query()
-        .where_status(Status::Done)
-        .order_by(ItemOrderBy::CreatedAsc)
-        .iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(done, vec![8, 6, 4, 2, 0]);
-    assert_eq!(st.query().where_title_contains("RENAMED").count(), 1);
-    assert_eq!(st.query().where_created_ns_between(95, 97).count(), 3);
-    assert_eq!(st.query().where_tag("t1").count(), 3);
-    assert_eq!(st.query().where_owner("ann").count(), 3);
-    assert_eq!(st.query().where_owner_none().count(), 7);
-    assert_eq!(st.query().where_pinned(true).first().unwrap().id, 3);
-    assert_eq!(st.query().where_price_gte(8.0).count(), 2);
-    drop(st);
+    {
+        let shared = items.state();
+        let st = shared.read();
+        let done: Vec<u64> = st
+            .query()
+            .where_status(Status::Done)
+            .order_by(ItemOrderBy::CreatedAsc)
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(done, vec![8, 6, 4, 2, 0]);
+        assert_eq!(st.query().where_title_contains("RENAMED").count(), 1);
+        assert_eq!(st.query().where_created_ns_between(95, 97).count(), 3);
+        assert_eq!(st.query().where_tag("t1").count(), 3);
+        assert_eq!(st.query().where_owner("ann").count(), 3);
+        assert_eq!(st.query().where_owner_none().count(), 7);
+        assert_eq!(st.query().where_pinned(true).first().unwrap().id, 3);
+        assert_eq!(st.query().where_price_gte(8.0).count(), 2);
+    }
     let notes = db.notes();
     notes.put("a", "hello").unwrap();
     let s = notes.remove("a").unwrap();
