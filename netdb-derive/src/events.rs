@@ -398,3 +398,25 @@ fn rebind(prefix: TokenStream, v: &Variant<'_>, locals: &[syn::Ident]) -> TokenS
         ast::Style::Unit => quote!(#prefix::#ident),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn pretty(input: &str) -> String {
+        crate::pretty(super::expand, input)
+    }
+
+    #[test]
+    fn expansion_of_an_events_enum() {
+        insta::assert_snapshot!(pretty(
+            r#"#[cortex(model = crate::tasks::Task)]
+            pub enum TaskEvent {
+                #[cortex(dispatch = 1)]
+                Create { id: u64, title: String },
+                #[cortex(dispatch = 2, write = "rename_task")]
+                Rename(u64, String),
+                #[cortex(dispatch = 7)]
+                Purge,
+            }"#
+        ));
+    }
+}

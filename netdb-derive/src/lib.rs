@@ -2,10 +2,150 @@
 //! (feature `derive`, on by default): generated code names the runtime only through
 //! `::netdb_runtime::__private`, so no other import is needed.
 //!
+//! ```ignore
+//! use netdb_runtime::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+//! #[cortex(channel = "cortex/tasks")]
+//! pub struct Task {
+//!     pub id: u64,
+//!     #[cortex(filter(contains))]
+//!     pub title: String,
+//!     #[cortex(filter, index)]
+//!     pub status: TaskStatus,
+//!     #[cortex(filter(range), order_by = "Created", index)]
+//!     pub created_ns: u64,
+//! }
+//! ```
+//!
+//! # `#[derive(CortexModel)]`
+//!
+//! On a struct with named fields (not generic), which must also derive or implement
+//! `Debug`, `Clone`, `PartialEq`, `Serialize` and `Deserialize`. For a model `Task` it
+//! generates, beside it, with its visibility:
+//!
+//! | Item | What it is |
+//! |---|---|
+//! | `TaskState` | `Table<Task>`: `find_unique`, `find_many`, `count_where`, `exists_where`, `query` |
+//! | `TaskFilter` | plain data (`Default`, serde): one optional clause per `where_*` builder |
+//! | `TaskOrderBy` | `IdAsc` (default), `IdDesc`, and `<Name>Asc` / `<Name>Desc` per `order_by` field |
+//! | `TaskIndexes` | the secondary indexes (only if a field has `index`) |
+//! | `TaskQuery<'a>` | `state.query()`: the `where_*` builders, `order_by`, `limit`, `offset`, `collect`, `count`, `exists`, `first`, `iter`, `for_each` |
+//! | `TaskWatch` | `adapter.watch()`: the same builders, then `stream()` |
+//! | `TasksAdapter` | the adapter (derefs to `CortexAdapter<Task>`), with `open`, `open_from_snapshot`, ... and the typed writes; a `#[derive(NetDb)]` field type |
+//! | `TaskPatch`, `TaskEvent` | without `events = ...`: a patch (one optional slot per field) and the built-in insert / update / delete events, written with `insert(row)`, `update(patch)`, `delete(id)` |
+//!
+//! ## Container attributes
+//!
+//! ### `channel = "cortex/tasks"` (required)
+//! The RedEX channel the events live on. It is stored: keep it when the struct is renamed.
+//! Checked at compile time against the channel name rules (`/`-separated segments of
+//! `a-z`, `0-9`, `-`, `_`).
+//!
+//! ### `schema = N` (default 1)
+//! The schema version, stamped into every event and snapshot. Bump it whenever the fields
+//! change; a committed schema lock file (`cortex::check_schema_lock`) catches a forgotten
+//! bump. The schema's fingerprint (FNV-1a over field names and types as written) is
+//! computed at compile time and is stable across builds and toolchains.
+//!
+//! ### `migrate(from = N, with = OldStruct)` (repeatable), optional `fingerprint = 0x...`
+//! How to read data an older version wrote: `OldStruct` is the struct as it was at version
+//! `N` (keep it, with `Deserialize`), and `impl From<OldStruct> for Task` converts it.
+//! Used for snapshots of version `N` and for insert events of version `N` still in the log
+//! (update events name their fields and need no migration). `fingerprint` (from the lock
+//! file) makes a snapshot of a different struct an error rather than a misread. `N` must be
+//! below `schema`.
+//!
+//! ### `events = TaskEvent`
+//! The model's events are a user enum deriving `CortexEvents` (below) instead of the
+//! built-in insert / update / delete.
+//!
+//! ### `adapter = TaskStore`
+//! The adapter's name (default: the plural of the model and `Adapter`: `TasksAdapter`,
+//! `MemoriesAdapter`). An events enum of a renamed adapter names it too.
+//!
+//! ### `crate = "path"`
+//! The runtime's path when it is re-exported under another name (default
+//! `::netdb_runtime`).
+//!
+//! ## Field attributes
+//!
+//! ### `id`
+//! The row key (`Ord + Hash + Clone`). Without it, a field named `id` is the id. It gets
+//! `where_id` / `where_id_in` and needs no index or ordering (rows are kept by id).
+//!
+//! ### `filter` or `filter(eq, contains, range, has, some)`
+//! Generates `where_*` builders on queries and watches, and a clause in the filter:
+//!
+//! | Kind | Types | Builders |
+//! |---|---|---|
+//! | `eq` | any `Eq + Hash` type (not floats, not collections) | `where_x(v)`, `where_x_in(vs)` |
+//! | `contains` | `String` | `where_x_contains(s)`, case-insensitive |
+//! | `range` | ordered types | `where_x_gt`, `_gte`, `_lt`, `_lte`, `_between(lo, hi)` (inclusive); bounds combine |
+//! | `has` | `Vec`, `HashSet`, `BTreeSet`, ... | `where_tag(v)`, `where_any_tag(vs)`, `where_all_tags(vs)` |
+//! | `some` | `Option<T>` | `where_x_some()`, `where_x_none()` |
+//!
+//! Bare `filter` picks the kinds the type supports: `String` → eq, contains; integers → eq,
+//! range; floats → range; `bool` and other types → eq; collections → has; `Option<T>` →
+//! some, plus `T`'s kinds tested on the value inside (a `None` never equals a value).
+//! String parameters take `impl Into<String>`. Calling the same builder twice replaces the
+//! clause, except the range builders, which narrow it.
+//!
+//! ### `order_by` or `order_by = "Created"`
+//! Adds `<Name>Asc` and `<Name>Desc` to the order enum (default name: the field in
+//! CamelCase). Ties are broken by id. Not on floats or collections.
+//!
+//! ### `index` or `index(hash | ordered | inverted)`
+//! A secondary index that queries use when it narrows the candidates. Bare `index` picks
+//! inverted for `has`, ordered for `range`, hash for `eq`. An ordered index also serves
+//! `order_by` on the field (walked, stopping at the limit). Needs a filter it can serve.
+//!
+//! ### `singular = "tag"`
+//! The element name of a collection's membership builders (default: the field name
+//! without its plural ending: `tags` → `tag`).
+//!
+//! # `#[derive(CortexEvents)]`
+//!
+//! On an enum of a model's events:
+//!
+//! ```ignore
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexEvents)]
+//! #[cortex(model = Task)]
+//! pub enum TaskEvent {
+//!     #[cortex(dispatch = 1)]
+//!     Create { id: u64, title: String },
+//!     #[cortex(dispatch = 2)]
+//!     Rename { id: u64, title: String },
+//!     #[cortex(dispatch = 3, write = "remove")]
+//!     Delete(u64),
+//! }
+//!
+//! impl ApplyEvent<Task> for TaskEvent {
+//!     fn apply(self, t: &mut TableMut<'_, Task>, _: &EventContext) -> Result<(), ApplyError> {
+//!         match self { /* the domain logic, once per variant */ }
+//!     }
+//! }
+//! ```
+//!
+//! It generates the dispatch codes, the encoding (each variant's fields as one postcard
+//! tuple), the decoding, and one typed write per variant on the model's adapter
+//! (`tasks.create(1, "draft")`, `tasks.rename(..)`, `tasks.remove(3)`), returning the
+//! event's seq.
+//!
+//! * `model = Path` (required): the model the events change.
+//! * `adapter = Path`: the model's adapter when the model renamed it.
+//! * `crate = "path"`: as for `CortexModel`.
+//! * Variant `dispatch = N` (required): the stored code, 1..=0xEFFF, unique. Codes are
+//!   stored in the log: never reuse one; to change a variant's fields, add a new variant
+//!   with a new code and keep the old one for the events already written.
+//! * Variant `write = "name"`: the typed write's name (default: the variant in
+//!   snake_case). It may not shadow an adapter method (`close`, `snapshot`, ...).
+//!
 //! # `#[derive(NetDb)]`
 //!
-//! On a struct whose named fields are model adapters (`CortexAdapter<M>` or an alias of
-//! one), generates:
+//! On a struct whose named fields are model adapters (`TasksAdapter`, `CortexAdapter<M>` or
+//! an alias of one), generates:
 //!
 //! * `open(&redex, origin_hash)`: opens every model; each replays its log;
 //! * `open_from_snapshot(&redex, origin_hash, &bundle)`: restores every model from a bundle
@@ -19,8 +159,6 @@
 //!
 //! Container option: `#[netdb(crate = "path")]`, the path of the runtime crate when it is
 //! re-exported under another name (default `::netdb_runtime`).
-//!
-//! The derives `CortexModel` and `CortexEvents` arrive with the rest of the code generator.
 
 use proc_macro::TokenStream;
 
@@ -52,4 +190,12 @@ pub fn derive_cortex_events(input: TokenStream) -> TokenStream {
 pub fn derive_netdb(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     netdb::expand(&input).into()
+}
+
+/// An expansion, pretty-printed: what the insta snapshots of each derive hold.
+#[cfg(test)]
+fn pretty(expand: fn(&syn::DeriveInput) -> proc_macro2::TokenStream, input: &str) -> String {
+    let input: syn::DeriveInput = syn::parse_str(input).expect("valid input");
+    let file: syn2::File = syn2::parse2(expand(&input)).expect("the expansion parses");
+    prettyplease::unparse(&file)
 }

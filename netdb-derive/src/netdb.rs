@@ -223,11 +223,8 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
 mod tests {
     use super::expand;
 
-    /// The expansion, pretty-printed: what the insta snapshots hold.
     fn pretty(input: &str) -> String {
-        let input: syn::DeriveInput = syn::parse_str(input).expect("valid input");
-        let file: syn2::File = syn2::parse2(expand(&input)).expect("the expansion parses");
-        prettyplease::unparse(&file)
+        crate::pretty(expand, input)
     }
 
     #[test]

@@ -257,7 +257,20 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
             ));
             c.clone()
         }
-        Some(c) => c.clone(),
+        Some(c) => {
+            if let Some(problem) = channel_problem(&c.value()) {
+                errors.push(err(
+                    c,
+                    format!(
+                        "`{}` is not a channel name: {problem}. A channel name is `/`-separated \
+                         segments of 1 to 64 characters from `a-z`, `0-9`, `-` and `_`, at most \
+                         200 bytes, e.g. \"cortex/tasks\"",
+                        c.value()
+                    ),
+                ));
+            }
+            c.clone()
+        }
         None => {
             let example = format!(
                 "cortex/{}",
@@ -388,6 +401,18 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
         errors.push(e);
     }
     check_generated_names(&fields, &mut errors);
+    if input.events.is_none()
+        && let Some(f) = fields.iter().find(|f| !f.is_id && f.name() == "new")
+    {
+        errors.push(err(
+            &f.ident,
+            format!(
+                "a field named `new` would clash with `{name}Patch::new` (the patch has a setter \
+                 named after each field); rename the field, or declare an events enum \
+                 (`#[cortex(events = ...)]`)"
+            ),
+        ));
+    }
 
     let adapter = input.adapter.clone().unwrap_or_else(|| {
         format_ident!(
@@ -409,6 +434,29 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
         fields,
         id: id.unwrap_or(0),
     })
+}
+
+/// What is wrong with a channel name, by the rules of the runtime's `ChannelName` (checked
+/// here too, so a bad name fails the build, on the literal, rather than the first `open`).
+fn channel_problem(name: &str) -> Option<String> {
+    if name.len() > 200 {
+        return Some(format!("it is {} bytes long", name.len()));
+    }
+    for (index, segment) in name.split('/').enumerate() {
+        if segment.is_empty() {
+            return Some(format!("segment {index} is empty"));
+        }
+        if let Some(ch) = segment
+            .chars()
+            .find(|&c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_'))
+        {
+            return Some(format!("segment {index} holds {ch:?}"));
+        }
+        if segment.len() > 64 {
+            return Some(format!("segment {index} is {} bytes long", segment.len()));
+        }
+    }
+    None
 }
 
 /// An `index` or `order_by` on the id field: both come for free.

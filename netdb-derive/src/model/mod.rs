@@ -227,3 +227,83 @@ fn fallback(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn pretty(input: &str) -> String {
+        crate::pretty(super::expand, input)
+    }
+
+    #[test]
+    fn expansion_of_a_plain_model() {
+        insta::assert_snapshot!(pretty(
+            r#"#[cortex(channel = "cortex/notes")]
+            pub struct Note {
+                pub id: u64,
+                pub text: String,
+            }"#
+        ));
+    }
+
+    #[test]
+    fn expansion_of_an_indexed_model() {
+        insta::assert_snapshot!(pretty(
+            r#"#[cortex(channel = "cortex/memories")]
+            pub struct Memory {
+                #[cortex(id)]
+                pub key: String,
+                #[cortex(filter(contains))]
+                pub content: String,
+                #[cortex(filter, index)]
+                pub tags: Vec<String>,
+                #[cortex(filter, index(hash))]
+                pub source: Option<String>,
+                #[cortex(filter)]
+                pub pinned: bool,
+                #[cortex(filter(range), order_by = "Created", index)]
+                pub created_ns: u64,
+            }"#
+        ));
+    }
+
+    #[test]
+    fn expansion_of_a_model_with_events() {
+        insta::assert_snapshot!(pretty(
+            r#"#[cortex(channel = "cortex/tasks", events = TaskEvent)]
+            pub struct Task {
+                pub id: u64,
+                #[cortex(filter, index)]
+                pub status: TaskStatus,
+            }"#
+        ));
+    }
+
+    #[test]
+    fn expansion_of_a_versioned_model() {
+        insta::assert_snapshot!(pretty(
+            r#"#[cortex(channel = "cortex/tasks", schema = 3,
+                migrate(from = 1, with = v1::Task, fingerprint = 0x1234),
+                migrate(from = 2, with = v2::Task),
+                crate = "facade::rt")]
+            struct Task {
+                id: u64,
+                #[cortex(filter(eq))]
+                title: String,
+                #[cortex(order_by)]
+                due: Option<u64>,
+            }"#
+        ));
+    }
+
+    #[test]
+    fn expansion_after_a_mistake_has_stand_ins() {
+        insta::assert_snapshot!(pretty(
+            r#"#[cortex(channel = "cortex/tasks")]
+            struct Task {
+                id: u64,
+                #[cortex(filter(contains))]
+                rank: u64,
+            }"#
+        ));
+    }
+}
