@@ -80,7 +80,11 @@ struct Variant<'a> {
 pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
     let parsed = match EventsInput::from_derive_input(input) {
         Ok(p) => p,
-        Err(e) => return e.write_errors(),
+        Err(e) => {
+            let errors = e.write_errors();
+            let stub = any_model_stub(&crate::model::ir::default_crate(), input);
+            return quote!(#errors #stub);
+        }
     };
     let mut errors = darling::Error::accumulator();
     let err = |span: Span, msg: String| darling::Error::custom(msg).with_span(&span);
@@ -119,7 +123,12 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
     }
 
     let mut variants: Vec<Variant<'_>> = Vec::new();
-    let mut next_free = 1u32;
+    let next_free = variants_in
+        .iter()
+        .filter_map(|v| v.dispatch.as_ref()?.base10_parse::<u32>().ok())
+        .filter(|&c| c < 0xF000)
+        .max()
+        .map_or(1, |c| c + 1);
     for v in variants_in {
         let code = match &v.dispatch {
             None => {
@@ -164,17 +173,17 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
                 }
             }
         };
-        if let (Some(c), Some(lit)) = (code, &v.dispatch) {
-            if let Some(first) = variants.iter().find(|x| x.code == c) {
-                errors.push(err(
-                    lit.span(),
-                    format!(
-                        "dispatch code {c} is already used by `{}`; every event needs its own code",
-                        first.ident
-                    ),
-                ));
-            }
-            next_free = next_free.max(c as u32 + 1);
+        if let (Some(c), Some(lit)) = (code, &v.dispatch)
+            && let Some(first) = variants.iter().find(|x| x.code == c)
+        {
+            errors.push(err(
+                lit.span(),
+                format!(
+                    "dispatch code {c} is already used by `{}`; every event needs its own \
+                     code (the next free one is {next_free})",
+                    first.ident
+                ),
+            ));
         }
         if v.fields.len() > MAX_FIELDS {
             errors.push(err(
@@ -230,13 +239,14 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
         .unwrap_or_else(crate::model::ir::default_crate);
     let p = quote!(#krate::__private);
     let Some(model) = &parsed.model else {
-        return errors
-            .finish()
-            .err()
-            .map(|e| e.write_errors())
-            .unwrap_or_default();
+        let errors = errors.finish().err().map(|e| e.write_errors());
+        let stub = any_model_stub(&krate, input);
+        return quote!(#errors #stub);
     };
     if let Err(e) = errors.finish() {
+        if !parsed.generics.params.is_empty() {
+            return e.write_errors();
+        }
         // One mistake, one error: the model still gets an events impl.
         let stub = quote! {
             #[automatically_derived]
@@ -255,16 +265,35 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
     let adapter = parsed.adapter.clone().unwrap_or_else(|| {
         let mut path = model.clone();
         if let Some(last) = path.segments.last_mut() {
-            last.ident = format_ident!(
-                "{}Adapter",
-                naming::plural(&last.ident.to_string()),
-                span = last.ident.span()
-            );
+            // Spanned at the derive: an unknown model then gets no suggestion to name the
+            // adapter instead.
+            last.ident = format_ident!("{}Adapter", naming::plural(&last.ident.to_string()));
             last.arguments = syn::PathArguments::None;
         }
         path
     });
     generate(&p, name, model, &adapter, &variants)
+}
+
+/// An events impl for every model, for an enum whose attributes did not parse: keeps the
+/// model that names it from a follow-up error.
+fn any_model_stub(krate: &syn::Path, input: &syn::DeriveInput) -> TokenStream {
+    if !input.generics.params.is_empty() || !matches!(input.data, syn::Data::Enum(_)) {
+        return TokenStream::new();
+    }
+    let p = quote!(#krate::__private);
+    let name = &input.ident;
+    quote! {
+        #[automatically_derived]
+        impl<__M: #p::CortexModel> #p::CortexEvent<__M> for #name {
+            fn dispatch(&self) -> u16 { ::core::unreachable!() }
+            fn encode_body(&self, _: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #p::postcard::Error> { ::core::unreachable!() }
+            fn decode_body(__d: u16, _: u16, _: &[u8]) -> ::core::result::Result<Self, #p::EventDecodeError> {
+                ::core::result::Result::Err(#p::EventDecodeError::UnknownDispatch(__d))
+            }
+            fn apply(self, _: &mut #p::TableMut<'_, __M>, _: &#p::EventContext) -> ::core::result::Result<(), #p::ApplyError> { ::core::unreachable!() }
+        }
+    }
 }
 
 /// The names of a variant's fields as typed-write parameters: the field names, or `value`
@@ -345,11 +374,17 @@ fn generate(
             #[doc = #doc]
             pub fn #write(&self, #(#params),*) -> ::core::result::Result<u64, #p::CortexError> {
                 #(#convs)*
-                #p::CortexAdapter::<#model>::append(self, &#event)
+                #p::CortexAdapter::<#model>::append(self, &__netdb_event(#event))
             }
         });
     }
     let writes = writes.into_iter();
+    let apply_forward = quote_spanned! {name.span()=>
+        <Self as #p::ApplyEvent<#model>>::apply(self, __table, __ctx)
+    };
+    let events_check = quote_spanned! {model.span()=>
+        <#model as #p::ModelEvents<#name>>::event(__e)
+    };
     quote! {
         #[automatically_derived]
         impl #p::CortexEvent<#model> for #name {
@@ -374,15 +409,23 @@ fn generate(
             }
 
             fn apply(self, __table: &mut #p::TableMut<'_, #model>, __ctx: &#p::EventContext) -> ::core::result::Result<(), #p::ApplyError> {
-                <Self as #p::ApplyEvent<#model>>::apply(self, __table, __ctx)
+                #apply_forward
             }
         }
 
-        #[automatically_derived]
-        #[allow(dead_code)]
-        impl #adapter {
-            #(#writes)*
-        }
+        const _: () = {
+            // The one place that needs the model to name this enum as its events: a model
+            // that names other events gets one error, here, on `model = ...`.
+            fn __netdb_event(__e: #name) -> <#model as #p::CortexModel>::Event {
+                #events_check
+            }
+
+            #[automatically_derived]
+            #[allow(dead_code)]
+            impl #adapter {
+                #(#writes)*
+            }
+        };
     }
 }
 

@@ -34,7 +34,7 @@
 //! | `TaskQuery<'a>` | `state.query()`: the `where_*` builders, `order_by`, `limit`, `offset`, `collect`, `count`, `exists`, `first`, `iter`, `for_each` |
 //! | `TaskWatch` | `adapter.watch()`: the same builders, then `stream()` |
 //! | `TasksAdapter` | the adapter (derefs to `CortexAdapter<Task>`), with `open`, `open_from_snapshot`, ... and the typed writes; a `#[derive(NetDb)]` field type |
-//! | `TaskPatch`, `TaskEvent` | without `events = ...`: a patch (one optional slot per field) and the built-in insert / update / delete events, written with `insert(row)`, `update(patch)`, `delete(id)` |
+//! | `TaskPatch` | without `events = ...`: a patch (one optional slot per field); the events are the runtime's `BuiltinEvent<Task, TaskPatch>` (insert / update / delete), written with `insert(row)`, `update(patch)`, `delete(id)` |
 //!
 //! ## Container attributes
 //!

@@ -91,6 +91,8 @@ mod book {
     struct OnDiskFormat;
     #[doc = include_str!("../../book/src/durability.md")]
     struct Durability;
+    #[doc = include_str!("../../book/src/models.md")]
+    struct Models;
     #[doc = include_str!("../../book/src/cortex.md")]
     struct Cortex;
 }

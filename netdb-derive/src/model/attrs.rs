@@ -31,9 +31,9 @@ pub(crate) struct ModelInput {
 /// `migrate(from = 1, with = TaskV1, fingerprint = 0x...)`.
 #[derive(FromMeta)]
 pub(crate) struct MigrateInput {
-    pub from: syn::LitInt,
-    pub with: syn::Path,
-    pub fingerprint: Option<syn::LitInt>,
+    pub from: Option<syn::LitInt>,
+    pub with: Option<syn::Path>,
+    pub fingerprint: Option<syn::Lit>,
 }
 
 /// A field and its attributes: `#[cortex(id)]`, `filter`, `order_by`, `index`, `singular`.
@@ -69,10 +69,28 @@ pub(crate) struct FilterKinds {
     pub some: Flag,
 }
 
+impl FilterKinds {
+    /// `filter()`: no kind named.
+    pub(crate) fn is_empty(&self) -> bool {
+        ![self.eq, self.contains, self.range, self.has, self.some]
+            .iter()
+            .any(|f| f.is_present())
+    }
+}
+
 /// The index kind a field asks for.
 #[derive(FromMeta, Default, Clone, Copy)]
 pub(crate) struct IndexKinds {
     pub hash: Flag,
     pub ordered: Flag,
     pub inverted: Flag,
+}
+
+impl IndexKinds {
+    /// `index()`: no kind named.
+    pub(crate) fn is_empty(&self) -> bool {
+        ![self.hash, self.ordered, self.inverted]
+            .iter()
+            .any(|f| f.is_present())
+    }
 }

@@ -307,12 +307,21 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
 
     let mut migrations: Vec<Migration> = Vec::new();
     for m in &input.migrate {
-        let span = m.span();
         let MigrateInput {
             from,
             with,
             fingerprint,
         } = &**m;
+        const FORM: &str = "write a migration as `migrate(from = 1, with = TaskV1)`: the older \
+                            schema version, and the struct as it was then (with \
+                            `impl From<TaskV1> for Task`)";
+        let (Some(from), Some(with)) = (from, with) else {
+            errors.push(err_at(
+                m.span(),
+                format!("`migrate` needs `from` and `with`: {FORM}"),
+            ));
+            continue;
+        };
         let Ok(v) = from.base10_parse::<u16>() else {
             errors.push(err(from, "`from` must be a schema version in 1..=65535"));
             continue;
@@ -330,17 +339,23 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
                      version {schema}: bump `schema` above {v}, or remove this migration"
                 ),
             ));
-        } else if migrations.iter().any(|x| x.from == v) {
-            errors.push(err_at(
-                span,
-                format!("there is already a migration from version {v}"),
+        } else if let Some(first) = migrations.iter().find(|x| x.from == v) {
+            let first = quote::ToTokens::to_token_stream(&first.with)
+                .to_string()
+                .replace(' ', "");
+            errors.push(err(
+                from,
+                format!(
+                    "there is already a migration from version {v} (`with = {first}`); each \
+                     older version has one migration: remove this one, or fix its `from`"
+                ),
             ));
         }
         let fingerprint = match fingerprint {
             None => None,
-            Some(lit) => match lit.base10_parse::<u64>() {
-                Ok(f) => Some(f),
-                Err(_) => {
+            Some(lit) => match lit {
+                syn::Lit::Int(int) if int.base10_parse::<u64>().is_ok() => int.base10_parse().ok(),
+                _ => {
                     errors.push(err(lit, "a fingerprint is a u64, as the schema lock file lists it (e.g. 0x1f2e3d4c5b6a7988)"));
                     None
                 }
@@ -353,52 +368,40 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
         });
     }
 
-    let mut fields = Vec::new();
+    // The id: the field marked `id`, else a field named `id`. Decided first, so the field
+    // checks know it.
+    let explicit = fields_in.iter().any(|f| f.id.is_present());
+    let is_id = |f: &FieldInput| {
+        f.id.is_present() || (!explicit && f.ident.as_ref().is_some_and(|i| i.unraw() == "id"))
+    };
+    let mut fields: Vec<Field> = Vec::new();
     let mut id: Option<usize> = None;
     for (number, f) in fields_in.iter().enumerate() {
         let Some(ident) = f.ident.clone() else {
             continue;
         };
-        if let Some(field) = validate_field(f, ident, number, &mut errors) {
-            if field.is_id {
-                if let Some(prev) = id {
-                    errors.push(err_at(
-                        f.id.span(),
-                        format!(
-                            "a model has one id field, and `{}` is already it; remove this \
-                             `id`",
-                            fields_in[prev]
-                                .ident
-                                .as_ref()
-                                .map(|i| i.to_string())
-                                .unwrap_or_default()
-                        ),
-                    ));
-                } else {
-                    id = Some(fields.len());
-                }
+        let field = validate_field(f, ident, number, is_id(f), &mut errors);
+        if field.is_id {
+            if let Some(prev) = id {
+                errors.push(err_at(
+                    f.id.span(),
+                    format!(
+                        "a model has one id field, and `{}` is already it; remove this `id`",
+                        fields[prev].name()
+                    ),
+                ));
+            } else {
+                id = Some(fields.len());
             }
-            fields.push(field);
         }
+        fields.push(field);
     }
-    if id.is_none() {
-        // A field named `id` is the id unless another is marked.
-        id = fields.iter().position(|f| f.name() == "id");
-        match id {
-            Some(i) => {
-                fields[i].is_id = true;
-                fields[i].filters.eq = true;
-            }
-            None if !fields_in.is_empty() => errors.push(err(
-                name,
-                "a model needs an id: mark the field that identifies a row with `#[cortex(id)]` \
-                 (or name it `id`)",
-            )),
-            None => {}
-        }
-    }
-    if let Some(e) = id.and_then(|i| id_misuse(&fields[i], fields_in)) {
-        errors.push(e);
+    if id.is_none() && !fields_in.is_empty() {
+        errors.push(err(
+            name,
+            "a model needs an id: mark the field that identifies a row with `#[cortex(id)]` \
+             (or name it `id`)",
+        ));
     }
     check_generated_names(&fields, &mut errors);
     if input.events.is_none()
@@ -459,34 +462,15 @@ fn channel_problem(name: &str) -> Option<String> {
     None
 }
 
-/// An `index` or `order_by` on the id field: both come for free.
-fn id_misuse(field: &Field, fields_in: &[FieldInput]) -> Option<darling::Error> {
-    let f = fields_in.get(field.number as usize)?;
-    if let Some(ix) = &f.index {
-        return Some(err_at(
-            ix.span(),
-            "the id needs no index: rows are kept by id, `find_unique` and `where_id` use that; \
-             remove `index`",
-        ));
-    }
-    if let Some(o) = &f.order_by {
-        return Some(err_at(
-            o.span(),
-            "the id orderings `IdAsc` and `IdDesc` are always generated; remove `order_by`",
-        ));
-    }
-    None
-}
-
 fn validate_field(
     f: &FieldInput,
     ident: syn::Ident,
     number: usize,
+    is_id: bool,
     errors: &mut darling::error::Accumulator,
-) -> Option<Field> {
+) -> Field {
     let kind = Kind::of(&f.ty);
     let shown = ident.unraw().to_string();
-    let is_id = f.id.is_present();
 
     let mut filters = Filters::default();
     if let Some(filter) = &f.filter {
@@ -494,6 +478,8 @@ fn validate_field(
         match &**filter {
             Override::Inherit => filters = default_filters(&kind),
             Override::Explicit(k) => {
+                // An empty list has no tokens to point at: point at the field.
+                let span = if k.is_empty() { ident.span() } else { span };
                 filters = explicit_filters(k, &kind, &shown, &f.ty, span, errors);
             }
         }
@@ -503,6 +489,13 @@ fn validate_field(
     }
 
     let order_by = f.order_by.as_ref().and_then(|o| {
+        if is_id {
+            errors.push(err_at(
+                o.span(),
+                "the id orderings `IdAsc` and `IdDesc` are always generated; remove `order_by`",
+            ));
+            return None;
+        }
         let base = match &**o {
             Override::Inherit => naming::camel(&shown),
             Override::Explicit(lit) => {
@@ -536,13 +529,22 @@ fn validate_field(
     });
 
     let index = f.index.as_ref().and_then(|ix| {
-        let span = ix.span();
-        if !filters.any() || (is_id && f.filter.is_none()) {
-            if !is_id {
-                errors.push(err_at(span, format!(
-                    "`index` needs a filter on `{shown}` to serve; add `filter` (or remove `index`)"
-                )));
-            }
+        let span = match &**ix {
+            Override::Explicit(k) if k.is_empty() => ident.span(),
+            _ => ix.span(),
+        };
+        if is_id {
+            errors.push(err_at(
+                span,
+                "the id needs no index: rows are kept by id, and `find_unique` and `where_id` \
+                 use that; remove `index`",
+            ));
+            return None;
+        }
+        if !filters.any() {
+            errors.push(err_at(span, format!(
+                "`index` needs a filter on `{shown}` to serve; add `filter` (or remove `index`)"
+            )));
             return None;
         }
         let chosen = match &**ix {
@@ -612,7 +614,7 @@ fn validate_field(
         ));
     }
 
-    Some(Field {
+    Field {
         ident,
         ty: f.ty.clone(),
         kind,
@@ -622,7 +624,7 @@ fn validate_field(
         order_by,
         index,
         singular,
-    })
+    }
 }
 
 /// The filters a bare `filter` gives each kind of type.
@@ -756,8 +758,9 @@ fn check_generated_names(fields: &[Field], errors: &mut darling::error::Accumula
             errors.push(err_at(
                 span,
                 format!(
-                    "`{name}` is generated for both `{first}` and `{}`; rename a field, or set \
-                     `singular` / `order_by = \"...\"`",
+                    "`{name}` (and its `where_{name}` builder) is generated for both `{first}` \
+                     and `{}`; rename a field, or give the collection another element name with \
+                     `singular = \"...\"`",
                     owner.name()
                 ),
             ));

@@ -46,8 +46,8 @@ fn generate(m: &Model) -> TokenStream {
         ),
         None => {
             let (items, writes) = writes::builtin(m);
-            let event = m.name("Event");
-            (items, writes, quote!(#event))
+            let patch = m.name("Patch");
+            (items, writes, quote!(#p::BuiltinEvent<#model, #patch>))
         }
     };
     let adapter = writes::adapter(&p, vis, model, &m.adapter, writes);

@@ -87,13 +87,14 @@ pub(crate) fn adapter(
     }
 }
 
-/// `<Model>Patch`, `<Model>Event` (the built-in events) and the built-in writes.
+/// `<Model>Patch` and the built-in writes. The events type is the runtime's
+/// `BuiltinEvent<Model, ModelPatch>`; no alias is generated, so a user enum named
+/// `<Model>Event` never clashes.
 pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
     let p = m.private();
     let model = &m.ident;
     let vis = &m.vis;
     let patch = m.name("Patch");
-    let event = m.name("Event");
     let id = m.id_field();
     let (idf, idty) = (&id.ident, &id.ty);
     let opt = quote!(::core::option::Option);
@@ -143,7 +144,6 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
         "A change to some fields of one [`{model}`] row: `{patch}::new(id)`, then a setter per \
          field to change; written with the adapter's `update`."
     );
-    let edoc = format!("The events of [`{model}`]: insert, update (a [`{patch}`]) and delete.");
     let items = quote! {
         #[doc = #pdoc]
         #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::cmp::PartialEq)]
@@ -186,9 +186,6 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
                 #(#applies)*
             }
         }
-
-        #[doc = #edoc]
-        #vis type #event = #p::BuiltinEvent<#model, #patch>;
     };
     let ret = quote!(::core::result::Result<u64, #p::CortexError>);
     let writes = quote! {

@@ -84,8 +84,8 @@ pub use index::{HashIndex, IdSet, IdSetIter, InvertedIndex, OrderedIndex, Plan};
 pub use log::{CortexLog, LogTail};
 pub use model::{
     ApplyEvent, CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk,
-    IndexSet, Migration, ModelFilter, ModelOrder, NoFilter, RangeClause, Route, Schema,
-    contains_ignore_case, fingerprint, in_range, migrate_row, migrate_rows, narrow_range,
+    IndexSet, Migration, ModelEvents, ModelFilter, ModelOrder, NoFilter, RangeClause, Route,
+    Schema, contains_ignore_case, fingerprint, in_range, migrate_row, migrate_rows, narrow_range,
     order_by_key, route_hash,
 };
 pub use query::{Query, QuerySpec};

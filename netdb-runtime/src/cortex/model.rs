@@ -117,6 +117,26 @@ pub trait ApplyEvent<M: CortexModel>: Sized {
     fn apply(self, table: &mut TableMut<'_, M>, ctx: &EventContext) -> Result<(), ApplyError>;
 }
 
+/// Ties a model to its events type: `M: ModelEvents<E>` holds exactly when `E` is
+/// `M::Event`. The typed writes `#[derive(CortexEvents)]` generates go through it, so an
+/// events enum whose model names other events fails once, with this message.
+#[diagnostic::on_unimplemented(
+    message = "the model `{Self}` does not name `{E}` as its events",
+    label = "`{Self}`'s events are another type",
+    note = "add `events = {E}` to `{Self}`'s `#[cortex(...)]`, or name the right model in the \
+            events enum's `#[cortex(model = ...)]`"
+)]
+pub trait ModelEvents<E>: CortexModel {
+    /// `event`, as the model's event type.
+    fn event(event: E) -> Self::Event;
+}
+
+impl<M: CortexModel> ModelEvents<M::Event> for M {
+    fn event(event: M::Event) -> M::Event {
+        event
+    }
+}
+
 /// What the fold knows about the event being applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

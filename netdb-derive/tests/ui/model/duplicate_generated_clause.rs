@@ -1,0 +1,14 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks")]
+struct Task {
+    id: u64,
+    #[cortex(filter)]
+    tag: String,
+    #[cortex(filter(has))]
+    tags: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,44 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(
+    channel = "cortex/tasks",
+    schema = 3,
+    migrate(from = 1, with = TaskV1),
+    migrate(from = 1, with = TaskV1b)
+)]
+struct Task {
+    id: u64,
+    title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskV1 {
+    id: u64,
+}
+
+impl From<TaskV1> for Task {
+    fn from(v: TaskV1) -> Task {
+        Task {
+            id: v.id,
+            title: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskV1b {
+    id: u64,
+}
+
+impl From<TaskV1b> for Task {
+    fn from(v: TaskV1b) -> Task {
+        Task {
+            id: v.id,
+            title: String::new(),
+        }
+    }
+}
+
+fn main() {}

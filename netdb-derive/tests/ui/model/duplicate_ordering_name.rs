@@ -1,0 +1,14 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks")]
+struct Task {
+    id: u64,
+    #[cortex(order_by = "Created")]
+    created_ns: u64,
+    #[cortex(order_by = "Created")]
+    created_at: u64,
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks")]
+struct Task {
+    #[cortex(id, index)]
+    key: String,
+    title: String,
+}
+
+fn main() {}

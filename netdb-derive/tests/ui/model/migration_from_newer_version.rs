@@ -1,0 +1,25 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks", schema = 2, migrate(from = 2, with = TaskV1))]
+struct Task {
+    id: u64,
+    title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskV1 {
+    id: u64,
+}
+
+impl From<TaskV1> for Task {
+    fn from(v: TaskV1) -> Task {
+        Task {
+            id: v.id,
+            title: String::new(),
+        }
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks", schema = 2, migrate(from = 1, with = TaskV1))]
+struct Task {
+    id: u64,
+    title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TaskV1 {
+    id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+struct Task {
+    id: u64,
+    title: String,
+}
+
+fn main() {}

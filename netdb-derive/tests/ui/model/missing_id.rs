@@ -1,0 +1,11 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks")]
+struct Task {
+    key: String,
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks", shema = 2)]
+struct Task {
+    id: u64,
+    title: String,
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use netdb_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/tasks")]
+struct Task {
+    id: u64,
+    #[cortex(filtr)]
+    title: String,
+}
+
+fn main() {}
