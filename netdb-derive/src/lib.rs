@@ -2,10 +2,12 @@
 //! (feature `derive`, on by default): generated code names the runtime only through
 //! `::netdb_runtime::__private`, so no other import is needed.
 //!
-//! ```ignore
+//! ```
 //! use netdb_runtime::prelude::*;
 //! use serde::{Deserialize, Serialize};
 //!
+//! # #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+//! # pub enum TaskStatus { Pending, Completed }
 //! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
 //! #[cortex(channel = "cortex/tasks")]
 //! pub struct Task {
@@ -17,6 +19,16 @@
 //!     #[cortex(filter(range), order_by = "Created", index)]
 //!     pub created_ns: u64,
 //! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let tasks = TasksAdapter::open(&Redex::new(), 1)?;
+//! tasks.insert(Task { id: 1, title: "Draft".into(), status: TaskStatus::Pending, created_ns: 5 })?;
+//! let seq = tasks.update(TaskPatch::new(1).title("Draft the plan"))?;
+//! tasks.wait_for_seq(seq).await?;
+//! let found = tasks.state().read().query().where_title_contains("plan").collect();
+//! assert_eq!(found[0].title, "Draft the plan");
+//! # Ok::<(), CortexError>(())
+//! # }).unwrap();
 //! ```
 //!
 //! # `#[derive(CortexModel)]`
@@ -109,7 +121,12 @@
 //!
 //! On an enum of a model's events:
 //!
-//! ```ignore
+//! ```
+//! # use netdb_runtime::prelude::*;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+//! # #[cortex(channel = "cortex/tasks", events = TaskEvent)]
+//! # pub struct Task { pub id: u64, pub title: String }
 //! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexEvents)]
 //! #[cortex(model = Task)]
 //! pub enum TaskEvent {
@@ -123,9 +140,30 @@
 //!
 //! impl ApplyEvent<Task> for TaskEvent {
 //!     fn apply(self, t: &mut TableMut<'_, Task>, _: &EventContext) -> Result<(), ApplyError> {
-//!         match self { /* the domain logic, once per variant */ }
+//!         match self {
+//!             TaskEvent::Create { id, title } => {
+//!                 t.insert(Task { id, title });
+//!             }
+//!             TaskEvent::Rename { id, title } => {
+//!                 t.update(&id, |task| task.title = title);
+//!             }
+//!             TaskEvent::Delete(id) => {
+//!                 t.remove(&id);
+//!             }
+//!         }
+//!         Ok(())
 //!     }
 //! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let tasks = TasksAdapter::open(&Redex::new(), 1)?;
+//! tasks.create(1, "draft")?;
+//! tasks.rename(1, "plan")?;
+//! let seq = tasks.remove(1)?;
+//! tasks.wait_for_seq(seq).await?;
+//! assert!(tasks.state().read().is_empty());
+//! # Ok::<(), CortexError>(())
+//! # }).unwrap();
 //! ```
 //!
 //! It generates the dispatch codes, the encoding (each variant's fields as one postcard
