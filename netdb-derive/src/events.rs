@@ -34,6 +34,8 @@ struct VariantInput {
     dispatch: Option<SpannedValue<syn::LitInt>>,
     /// The typed write's name (default: the variant in snake_case).
     write: Option<syn::LitStr>,
+    /// No typed write: a variant kept only to decode events already in the log.
+    no_write: darling::util::Flag,
 }
 
 /// Methods a `CortexAdapter` (and the generated adapter) already has: a write must not
@@ -54,6 +56,7 @@ const TAKEN: &[&str] = &[
     "append_batch",
     "append_and_wait",
     "wait_for_seq",
+    "catch_up",
     "wait_for_seq_timeout",
     "fold_errors",
     "is_folding",
@@ -74,7 +77,8 @@ struct Variant<'a> {
     ident: &'a syn::Ident,
     fields: &'a ast::Fields<syn::Field>,
     code: u16,
-    write: syn::Ident,
+    /// `None` for a `no_write` variant.
+    write: Option<syn::Ident>,
 }
 
 pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
@@ -125,7 +129,7 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
     let mut variants: Vec<Variant<'_>> = Vec::new();
     let next_free = variants_in
         .iter()
-        .filter_map(|v| v.dispatch.as_ref()?.base10_parse::<u32>().ok())
+        .filter_map(|v| crate::naming::int::<u32>(v.dispatch.as_ref()?))
         .filter(|&c| c < 0xF000)
         .max()
         .map_or(1, |c| c + 1);
@@ -143,7 +147,7 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
                 None
             }
             Some(lit) => {
-                match lit.base10_parse::<u32>() {
+                match crate::naming::int::<u32>(lit).ok_or(()) {
                     Ok(0) => {
                         errors.push(err(
                             lit.span(),
@@ -166,7 +170,8 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
                     Err(_) => {
                         errors.push(err(
                             lit.span(),
-                            "a dispatch code is an integer in 1..=0xEFFF".into(),
+                            "a dispatch code is a plain integer in 1..=0xEFFF (no type suffix)"
+                                .into(),
                         ));
                         None
                     }
@@ -191,9 +196,19 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
                 format!("an event variant has at most {MAX_FIELDS} fields; group some in a struct"),
             ));
         }
+        if v.no_write.is_present()
+            && let Some(lit) = &v.write
+        {
+            errors.push(err(
+                lit.span(),
+                "`no_write` means no typed write, so it cannot have a name: keep one of the two"
+                    .into(),
+            ));
+        }
         let write = match &v.write {
+            _ if v.no_write.is_present() => None,
             Some(lit) => match syn::parse_str::<syn::Ident>(&lit.value()) {
-                Ok(i) => syn::Ident::new(&i.to_string(), lit.span()),
+                Ok(i) => Some(syn::Ident::new(&i.to_string(), lit.span())),
                 Err(_) => {
                     errors.push(err(
                         lit.span(),
@@ -202,26 +217,33 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
                     continue;
                 }
             },
-            None => format_ident!(
+            None => Some(format_ident!(
                 "{}",
                 naming::snake(&v.ident.unraw().to_string()),
                 span = v.ident.span()
-            ),
+            )),
         };
-        let wname = write.to_string();
-        if TAKEN.contains(&wname.as_str()) {
-            errors.push(err(
-                v.write.as_ref().map(|l| l.span()).unwrap_or(v.ident.span()),
-                format!(
-                    "the typed write `{wname}` would shadow the adapter's own `{wname}` method; \
-                     name it with `#[cortex(write = \"{wname}_event\")]` (or another name)"
-                ),
-            ));
-        } else if let Some(first) = variants.iter().find(|x| x.write == write) {
-            errors.push(err(
-                write.span(),
-                format!("the typed write `{wname}` is already generated for `{}`; name one with `#[cortex(write = \"...\")]`", first.ident),
-            ));
+        if let Some(write) = &write {
+            let wname = write.to_string();
+            if TAKEN.contains(&wname.as_str()) {
+                errors.push(err(
+                    v.write.as_ref().map(|l| l.span()).unwrap_or(v.ident.span()),
+                    format!(
+                        "the typed write `{wname}` would shadow the adapter's own `{wname}` \
+                         method; name it with `#[cortex(write = \"{wname}_event\")]` (or another \
+                         name)"
+                    ),
+                ));
+            } else if let Some(first) = variants.iter().find(|x| x.write.as_ref() == Some(write)) {
+                errors.push(err(
+                    write.span(),
+                    format!(
+                        "the typed write `{wname}` is already generated for `{}`; name one with \
+                         `#[cortex(write = \"...\")]`",
+                        first.ident
+                    ),
+                ));
+            }
         }
         if let Some(code) = code {
             variants.push(Variant {
@@ -350,7 +372,7 @@ fn generate(
                 ::core::result::Result::Ok(#pattern)
             }
         });
-        let write = &v.write;
+        let Some(write) = &v.write else { continue };
         let params = names.iter().zip(&tys).map(|(n, ty)| {
             if matches!(crate::model::ir::Kind::of(ty), crate::model::ir::Kind::Str) {
                 quote!(#n: impl ::core::convert::Into<::std::string::String>)
@@ -370,7 +392,7 @@ fn generate(
             "Appends a `{name}::{ident}` event (dispatch code {code}); returns its seq. \
              `wait_for_seq(seq)` waits until the state reflects it."
         );
-        writes.push(quote_spanned! {v.write.span()=>
+        writes.push(quote_spanned! {write.span()=>
             #[doc = #doc]
             pub fn #write(&self, #(#params),*) -> ::core::result::Result<u64, #p::CortexError> {
                 #(#convs)*

@@ -179,6 +179,11 @@
 //!   with a new code and keep the old one for the events already written.
 //! * Variant `write = "name"`: the typed write's name (default: the variant in
 //!   snake_case). It may not shadow an adapter method (`close`, `snapshot`, ...).
+//! * Variant `no_write`: no typed write, for a variant kept only to decode the events of it
+//!   already in the log (it still applies; it can still be appended by hand).
+//!
+//! Numbers (`schema`, `from`, `fingerprint`, `dispatch`) are plain integer literals: a type
+//! suffix is an error, so `0xFINGERPRINT` cannot pass as `0xF`.
 //!
 //! # `#[derive(NetDb)]`
 //!

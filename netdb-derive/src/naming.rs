@@ -69,6 +69,19 @@ pub(crate) fn singular(word: &str) -> String {
     }
 }
 
+/// An integer literal's value, refusing a type suffix: `0xFINGERPRINT` would otherwise read
+/// as `0xF` with suffix `INGERPRINT`, and `3u8` hides a typo the same way.
+pub(crate) fn int<N: std::str::FromStr>(lit: &syn::LitInt) -> Option<N>
+where
+    N::Err: std::fmt::Display,
+{
+    if lit.suffix().is_empty() {
+        lit.base10_parse().ok()
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

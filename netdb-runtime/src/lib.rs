@@ -35,8 +35,8 @@ pub use netdb_derive::{CortexEvents, CortexModel, NetDb};
 /// The names most programs using netdb need.
 pub mod prelude {
     pub use crate::cortex::{
-        ApplyError, ApplyEvent, CortexAdapter, CortexConfig, CortexError, EventContext,
-        FoldErrorPolicy, SnapshotFallback, StartAt, TableMut,
+        ApplyError, ApplyEvent, BuiltinEvent, CortexAdapter, CortexConfig, CortexError,
+        EventContext, FoldErrorPolicy, SnapshotFallback, StartAt, TableMut,
     };
     pub use crate::netdb::NetDb;
     pub use crate::redex::{FsyncPolicy, Redex, RedexFileConfig};

@@ -1304,3 +1304,27 @@ async fn start_at_beginning_after_retention_folds_from_the_head() {
     assert_eq!(ids(&a), (20..30).collect::<Vec<_>>());
     assert_eq!(a.fold_errors(), FoldErrors::default());
 }
+
+#[tokio::test]
+async fn catch_up_waits_for_the_replay_of_what_the_log_held() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let redex = Redex::with_persistent_dir(dir.path()).unwrap();
+        let tasks = CortexAdapter::<Task>::open(&redex, 1).unwrap();
+        // An empty log: nothing to wait for.
+        safe(tasks.catch_up()).await.unwrap();
+        let events: Vec<TaskEvent> = (0..500)
+            .map(|i| TaskEvent::create(i, "t", Status::Pending, i, &[]))
+            .collect();
+        tasks.append_batch(&events).unwrap();
+        tasks.close().unwrap();
+    }
+    let redex = Redex::with_persistent_dir(dir.path()).unwrap();
+    let tasks = CortexAdapter::<Task>::open(&redex, 1).unwrap();
+    safe(tasks.catch_up()).await.unwrap();
+    assert_eq!(tasks.state().read().len(), 500);
+    assert_eq!(tasks.folded_through_seq(), Some(499));
+    tasks.close().unwrap();
+    // Everything was folded before the close: still caught up.
+    safe(tasks.catch_up()).await.unwrap();
+}

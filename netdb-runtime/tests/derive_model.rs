@@ -74,6 +74,9 @@ pub enum NoteEvent {
     Delete(String),
     #[cortex(dispatch = 3)]
     Clear,
+    /// Kept to decode old events: no typed write.
+    #[cortex(dispatch = 4, no_write)]
+    PutV0(String),
 }
 
 impl ApplyEvent<Note> for NoteEvent {
@@ -84,6 +87,12 @@ impl ApplyEvent<Note> for NoteEvent {
             }
             NoteEvent::Delete(key) => {
                 t.remove(&key);
+            }
+            NoteEvent::PutV0(key) => {
+                t.insert(Note {
+                    key,
+                    text: String::new(),
+                });
             }
             NoteEvent::Clear => {
                 t.remove_where(&NoteFilter::default());
@@ -146,6 +155,8 @@ async fn derived_models_end_to_end() {
     }
     let notes = db.notes();
     notes.put("a", "hello").unwrap();
+    notes.append(&NoteEvent::PutV0("old".into())).unwrap();
+    notes.clear().unwrap();
     let s = notes.remove("a").unwrap();
     notes.wait_for_seq(s).await.unwrap();
     assert_eq!(notes.state().read().len(), 0);

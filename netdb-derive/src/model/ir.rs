@@ -292,14 +292,17 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
 
     let schema = match &input.schema {
         None => 1,
-        Some(lit) => match lit.base10_parse::<u16>() {
+        Some(lit) => match crate::naming::int::<u16>(lit).ok_or(()) {
             Ok(0) => {
                 errors.push(err(lit, "schema versions start at 1; use `schema = 1`"));
                 1
             }
             Ok(v) => v,
             Err(_) => {
-                errors.push(err(lit, "the schema version must be a number in 1..=65535"));
+                errors.push(err(
+                    lit,
+                    "the schema version must be a plain number in 1..=65535 (no type suffix)",
+                ));
                 1
             }
         },
@@ -322,8 +325,11 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
             ));
             continue;
         };
-        let Ok(v) = from.base10_parse::<u16>() else {
-            errors.push(err(from, "`from` must be a schema version in 1..=65535"));
+        let Ok(v) = crate::naming::int::<u16>(from).ok_or(()) else {
+            errors.push(err(
+                from,
+                "`from` must be a plain schema version number in 1..=65535 (no type suffix)",
+            ));
             continue;
         };
         if v == 0 {
@@ -354,9 +360,11 @@ pub(crate) fn validate(input: &ModelInput) -> Result<Model, darling::Error> {
         let fingerprint = match fingerprint {
             None => None,
             Some(lit) => match lit {
-                syn::Lit::Int(int) if int.base10_parse::<u64>().is_ok() => int.base10_parse().ok(),
+                syn::Lit::Int(int) if crate::naming::int::<u64>(int).is_some() => {
+                    crate::naming::int(int)
+                }
                 _ => {
-                    errors.push(err(lit, "a fingerprint is a u64, as the schema lock file lists it (e.g. 0x1f2e3d4c5b6a7988)"));
+                    errors.push(err(lit, "a fingerprint is a plain u64 literal, as the schema lock file lists it (e.g. 0x1f2e3d4c5b6a7988; no type suffix)"));
                     None
                 }
             },

@@ -1080,6 +1080,16 @@ impl<M: CortexModel> CortexAdapter<M> {
         }
     }
 
+    /// Returns once the fold has applied every event the log held when this was called: after
+    /// [`open`](Self::open), the replay of what earlier runs wrote. Errors as
+    /// [`wait_for_seq`](Self::wait_for_seq) does.
+    pub async fn catch_up(&self) -> Result<(), CortexError> {
+        match self.log().next_seq() {
+            0 => Ok(()),
+            next => self.wait_for_seq(next - 1).await,
+        }
+    }
+
     /// [`wait_for_seq`](Self::wait_for_seq) giving up after `timeout` with
     /// [`CortexError::Timeout`].
     pub async fn wait_for_seq_timeout(

@@ -49,7 +49,7 @@ pub enum SchemaLockError {
     #[error(
         "the fields of {channel} changed but its schema version is still {version}:\n{diff}\
          bump it (`schema = {next}`), add a migration from version {version} if snapshots \
-         of it exist, and run the tests again to update {}",
+         or insert events of it exist (`migrate(from = {version}, with = ...)`), and run the tests again to update {}",
         path.display(),
         next = version + 1
     )]
