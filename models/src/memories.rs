@@ -34,7 +34,7 @@ pub struct Memory {
 pub use self::MemoryOrderBy as OrderBy;
 
 /// The events of the memories model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexEvents)]
+#[derive(Debug, Clone, PartialEq, CortexEvents)]
 #[cortex(model = Memory)]
 pub enum MemoryEvent {
     /// A new, unpinned memory (replaces one with the same id).

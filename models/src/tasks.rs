@@ -37,7 +37,7 @@ pub struct Task {
 pub use self::TaskOrderBy as OrderBy;
 
 /// The events of the tasks model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexEvents)]
+#[derive(Debug, Clone, PartialEq, CortexEvents)]
 #[cortex(model = Task)]
 pub enum TaskEvent {
     /// A new pending task (replaces a task with the same id).

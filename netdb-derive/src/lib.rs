@@ -127,7 +127,7 @@
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
 //! # #[cortex(channel = "cortex/tasks", events = TaskEvent)]
 //! # pub struct Task { pub id: u64, pub title: String }
-//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexEvents)]
+//! #[derive(Debug, Clone, PartialEq, CortexEvents)]
 //! #[cortex(model = Task)]
 //! pub enum TaskEvent {
 //!     #[cortex(dispatch = 1)]
