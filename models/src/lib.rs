@@ -4,7 +4,7 @@
 //! * [`tasks`]: `Task` with `TaskStatus`; events create / rename / complete / delete.
 //! * [`memories`]: `Memory` with tags, source and pinned; events store / retag / pin /
 //!   unpin / delete.
-//! * [`NetDb`]: both under one handle, `db.tasks()` / `db.memories()`.
+//! * [`NetDb`](struct@NetDb): both under one handle, `db.tasks()` / `db.memories()`.
 //!
 //! ```
 //! use netdb_models::NetDb;

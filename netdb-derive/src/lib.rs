@@ -59,7 +59,9 @@
 //! The schema version, stamped into every event and snapshot. Bump it whenever the fields
 //! change; a committed schema lock file (`cortex::check_schema_lock`) catches a forgotten
 //! bump. The schema's fingerprint (FNV-1a over field names and types as written) is
-//! computed at compile time and is stable across builds and toolchains.
+//! computed at compile time and is stable across builds and toolchains. Because it reads
+//! types as written, spelling a type differently (`std::string::String` for `String`)
+//! changes it too: treat that as a schema change.
 //!
 //! ### `migrate(from = N, with = OldStruct)` (repeatable), optional `fingerprint = 0x...`
 //! How to read data an older version wrote: `OldStruct` is the struct as it was at version
@@ -102,7 +104,9 @@
 //! range; floats → range; `bool` and other types → eq; collections → has; `Option<T>` →
 //! some, plus `T`'s kinds tested on the value inside (a `None` never equals a value).
 //! String parameters take `impl Into<String>`. Calling the same builder twice replaces the
-//! clause, except the range builders, which narrow it.
+//! clause, except the range builders, which narrow it. Kinds are read from the type as
+//! written: an alias (`type Ts = u64`) counts as an other type, so name its kinds
+//! (`filter(eq, range)`).
 //!
 //! ### `order_by` or `order_by = "Created"`
 //! Adds `<Name>Asc` and `<Name>Desc` to the order enum (default name: the field in

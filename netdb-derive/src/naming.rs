@@ -69,6 +69,16 @@ pub(crate) fn singular(word: &str) -> String {
     }
 }
 
+/// An identifier for `name`, raw (`r#type`) when `name` is a keyword: generated names built
+/// from a raw field name (`r#type`, `r#loops` → `loop`) must stay valid.
+pub(crate) fn ident(name: &str, span: proc_macro2::Span) -> syn::Ident {
+    if syn::parse_str::<syn::Ident>(name).is_ok() {
+        syn::Ident::new(name, span)
+    } else {
+        syn::Ident::new_raw(name, span)
+    }
+}
+
 /// An integer literal's value, refusing a type suffix: `0xFINGERPRINT` would otherwise read
 /// as `0xF` with suffix `INGERPRINT`, and `3u8` hides a typo the same way.
 pub(crate) fn int<N: std::str::FromStr>(lit: &syn::LitInt) -> Option<N>

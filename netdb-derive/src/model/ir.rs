@@ -613,7 +613,7 @@ fn validate_field(
                 ident.clone()
             }
         },
-        None => format_ident!("{}", naming::singular(&shown), span = ident.span()),
+        None => naming::ident(&naming::singular(&shown), ident.span()),
     };
     if f.singular.is_some() && !filters.has {
         errors.push(err(
@@ -800,7 +800,7 @@ fn check_generated_names(fields: &[Field], errors: &mut darling::error::Accumula
 /// The filter struct's field names a field generates (one per clause).
 pub(crate) fn clause_names(f: &Field) -> Vec<String> {
     let n = f.name();
-    let s = f.singular.to_string();
+    let s = f.singular.unraw().to_string();
     let mut v = Vec::new();
     if f.filters.eq {
         v.push(n.clone());

@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 
 use super::ir::{Kind, Model};
 
@@ -37,7 +38,7 @@ fn where_methods(m: &Model) -> TokenStream {
         };
         let (vparam, vconv) = param(f.value_ty());
         if f.filters.eq {
-            let (eq, eq_in) = (format_ident!("{}", n), format_ident!("{}_in", n));
+            let (eq, eq_in) = (f.ident.clone(), format_ident!("{}_in", n));
             method(
                 format_ident!("where_{}", n, span = sp),
                 format!("Rows whose `{n}` equals `value`."),
@@ -107,9 +108,9 @@ fn where_methods(m: &Model) -> TokenStream {
         if f.filters.has {
             let (elem, _) = f.elem().expect("validated");
             let (eparam, econv) = param(elem);
-            let s = f.singular.to_string();
+            let s = f.singular.unraw().to_string();
             let (has, any, all) = (
-                format_ident!("{}", s),
+                f.singular.clone(),
                 format_ident!("any_{}", s),
                 format_ident!("all_{}", n),
             );

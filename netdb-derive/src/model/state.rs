@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use super::ir::{Field, IndexKind, Model};
@@ -24,11 +25,11 @@ fn clauses(f: &Field) -> Clauses {
     let s = &f.singular;
     let sp = f.ident.span();
     Clauses {
-        eq: format_ident!("{}", n, span = sp),
+        eq: f.ident.clone(),
         eq_in: format_ident!("{}_in", n, span = sp),
         contains: format_ident!("{}_contains", n, span = sp),
         range: format_ident!("{}_range", n, span = sp),
-        has: format_ident!("{}", s, span = sp),
+        has: f.singular.clone(),
         any: format_ident!("any_{}", s, span = sp),
         all: format_ident!("all_{}", n, span = sp),
         some: format_ident!("{}_some", n, span = sp),
@@ -155,7 +156,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
         }
         if f.filters.has {
             let (elem, _) = f.elem().expect("validated: has is on collections");
-            let s = f.singular.to_string();
+            let s = f.singular.unraw().to_string();
             let (d1, d2, d3) = (
                 doc(format!("holds this {s}")),
                 doc(format!("holds at least one of these {s} values")),

@@ -97,6 +97,15 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
     let patch = m.name("Patch");
     let id = m.id_field();
     let (idf, idty) = (&id.ident, &id.ty);
+    // A `String` id is taken as `impl Into<String>`, like every string parameter.
+    let (id_param, id_conv) = if matches!(id.kind, Kind::Str) {
+        (
+            quote!(impl ::core::convert::Into<::std::string::String>),
+            quote!(::core::convert::Into::into),
+        )
+    } else {
+        (quote!(#idty), quote!(::core::convert::identity))
+    };
     let opt = quote!(::core::option::Option);
     let mut slots = Vec::new();
     let mut nones = Vec::new();
@@ -157,8 +166,8 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
         #[allow(dead_code)]
         impl #patch {
             /// A patch of row `id` that changes nothing yet.
-            pub fn new(#idf: #idty) -> Self {
-                Self { #idf, #(#nones)* }
+            pub fn new(#idf: #id_param) -> Self {
+                Self { #idf: #id_conv(#idf), #(#nones)* }
             }
             #(#setters)*
         }
@@ -200,8 +209,8 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
             self.0.append(&#p::BuiltinEvent::Update(patch))
         }
         /// Appends a delete of row `id` (nothing happens if it does not exist); returns its seq.
-        pub fn delete(&self, id: #idty) -> #ret {
-            self.0.append(&#p::BuiltinEvent::Delete(id))
+        pub fn delete(&self, id: #id_param) -> #ret {
+            self.0.append(&#p::BuiltinEvent::Delete(#id_conv(id)))
         }
     };
     (items, writes)
