@@ -161,6 +161,35 @@ pub(crate) fn builders(m: &Model) -> TokenStream {
     let filter = m.name("Filter");
     let order = m.name("OrderBy");
     let wheres = where_methods(m);
+    // The builder methods queries and watches share: the `where_*` builders and these.
+    let shared = quote! {
+        #wheres
+
+        /// Changes the filter with a closure.
+        pub fn filter(self, change: impl ::core::ops::FnOnce(&mut #filter)) -> Self {
+            Self(self.0.filter(change))
+        }
+        /// Replaces the filter.
+        pub fn with_filter(self, filter: #filter) -> Self {
+            Self(self.0.with_filter(filter))
+        }
+        /// Orders the rows (default: id ascending).
+        pub fn order_by(self, order: #order) -> Self {
+            Self(self.0.order_by(order))
+        }
+        /// Keeps at most `n` rows.
+        pub fn limit(self, n: usize) -> Self {
+            Self(self.0.limit(n))
+        }
+        /// Skips the first `n` rows.
+        pub fn offset(self, n: usize) -> Self {
+            Self(self.0.offset(n))
+        }
+        /// The filter, order, limit and offset so far.
+        pub fn spec(&self) -> &#p::QuerySpec<#model> {
+            self.0.spec()
+        }
+    };
     let qdoc = format!(
         "A query over [`{model}`] rows: `state.query()`, then `where_*` builders, `order_by`, `limit`, `offset`, and a terminal (`collect`, `count`, `exists`, `first`, `iter`, `for_each`)."
     );
@@ -183,32 +212,7 @@ pub(crate) fn builders(m: &Model) -> TokenStream {
         #[automatically_derived]
         #[allow(dead_code)]
         impl<'a> #query<'a> {
-            #wheres
-
-            /// Changes the filter with a closure.
-            pub fn filter(self, change: impl ::core::ops::FnOnce(&mut #filter)) -> Self {
-                Self(self.0.filter(change))
-            }
-            /// Replaces the filter.
-            pub fn with_filter(self, filter: #filter) -> Self {
-                Self(self.0.with_filter(filter))
-            }
-            /// Orders the results (default: id ascending).
-            pub fn order_by(self, order: #order) -> Self {
-                Self(self.0.order_by(order))
-            }
-            /// Keeps at most `n` results.
-            pub fn limit(self, n: usize) -> Self {
-                Self(self.0.limit(n))
-            }
-            /// Skips the first `n` results.
-            pub fn offset(self, n: usize) -> Self {
-                Self(self.0.offset(n))
-            }
-            /// The filter, order, limit and offset so far.
-            pub fn spec(&self) -> &#p::QuerySpec<#model> {
-                self.0.spec()
-            }
+            #shared
             /// The untyped builder.
             pub fn into_inner(self) -> #p::Query<'a, #model> {
                 self.0
@@ -265,32 +269,7 @@ pub(crate) fn builders(m: &Model) -> TokenStream {
         #[automatically_derived]
         #[allow(dead_code)]
         impl #watch {
-            #wheres
-
-            /// Changes the filter with a closure.
-            pub fn filter(self, change: impl ::core::ops::FnOnce(&mut #filter)) -> Self {
-                Self(self.0.filter(change))
-            }
-            /// Replaces the filter.
-            pub fn with_filter(self, filter: #filter) -> Self {
-                Self(self.0.with_filter(filter))
-            }
-            /// Orders each result (default: id ascending).
-            pub fn order_by(self, order: #order) -> Self {
-                Self(self.0.order_by(order))
-            }
-            /// Keeps at most `n` rows in each result.
-            pub fn limit(self, n: usize) -> Self {
-                Self(self.0.limit(n))
-            }
-            /// Skips the first `n` rows of each result.
-            pub fn offset(self, n: usize) -> Self {
-                Self(self.0.offset(n))
-            }
-            /// The filter, order, limit and offset so far.
-            pub fn spec(&self) -> &#p::QuerySpec<#model> {
-                self.0.spec()
-            }
+            #shared
             /// Starts watching: the first item is the current result, then each changed result.
             pub fn stream(self) -> #p::WatchStream<#model> {
                 self.0.stream()
