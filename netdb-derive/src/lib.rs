@@ -117,6 +117,12 @@
 //! inverted for `has`, ordered for `range`, hash for `eq`. An ordered index also serves
 //! `order_by` on the field (walked, stopping at the limit). Needs a filter it can serve.
 //!
+//! ### `renamed_from = "old_name"` (repeatable)
+//! The names the field had in older schema versions. Update events name the fields they set,
+//! so an old update of `old_name` sets this field on replay; without it, the old value is
+//! dropped like that of a removed field. (A migration's `From` only sees whole rows: insert
+//! events and snapshots.)
+//!
 //! ### `singular = "tag"`
 //! The element name of a collection's membership builders (default: the field name
 //! without its plural ending: `tags` → `tag`).
@@ -198,6 +204,8 @@
 //! * `open_from_snapshot(&redex, origin_hash, &bundle)`: restores every model from a bundle
 //!   `snapshot()` returned; each folds only the events after its snapshot;
 //! * `snapshot()`: one bundle covering every model, each in its own versioned envelope;
+//! * `catch_up()`: waits until every model has folded what its log held (after `open`, the
+//!   replay);
 //! * `close()`: closes every model (each fsyncs its log), returning the first error;
 //! * one accessor per field, named after it (`db.tasks()`).
 //!

@@ -29,6 +29,7 @@ struct Field {
 /// The methods the derive generates; a field (whose accessor has its name) cannot take one.
 const GENERATED: &[&str] = &[
     "open",
+    "catch_up",
     "open_from_snapshot",
     "snapshot",
     "close",
@@ -147,11 +148,15 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
             }
         }
     });
-    let adapter_refs = models.iter().map(|m| {
-        let name = m.name;
-        let tr = adapter_trait(m);
-        quote!(#tr::as_bundle_model(&self.#name))
-    });
+    // Every model as a `&dyn BundleModel`: what `snapshot` and `catch_up` go through.
+    let adapter_refs: Vec<TokenStream> = models
+        .iter()
+        .map(|m| {
+            let name = m.name;
+            let tr = adapter_trait(m);
+            quote!(#tr::as_bundle_model(&self.#name))
+        })
+        .collect();
     let closes = models.iter().map(|m| {
         let name = m.name;
         let tr = adapter_trait(m);
@@ -194,6 +199,12 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
                 Self::__netdb_from(
                     Self::__netdb_builder(__origin_hash).open_from_snapshot(__redex, __bundle)?,
                 )
+            }
+
+            /// A future that returns once every model has folded what its log held when this
+            /// was called: after `open`, the replay of what earlier runs wrote.
+            pub fn catch_up(&self) -> #p::CatchUp<'_> {
+                #p::catch_up_all(::std::vec![#(#adapter_refs),*])
             }
 
             /// One bundle covering every model, each in its own versioned envelope.

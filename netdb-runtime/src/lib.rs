@@ -50,7 +50,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cortex::*;
-    pub use crate::netdb::{BundleModel, NetDb, NetDbBuilder, bundle_of};
+    pub use crate::netdb::{BundleModel, CatchUp, NetDb, NetDbBuilder, bundle_of, catch_up_all};
     pub use crate::redex::{Redex, RedexError};
     pub use postcard;
     pub use serde;
@@ -87,14 +87,34 @@ struct ReadmeDoctests;
 mod book {
     #[doc = include_str!("../../book/src/introduction.md")]
     struct Introduction;
-    #[doc = include_str!("../../book/src/on-disk-format.md")]
-    struct OnDiskFormat;
-    #[doc = include_str!("../../book/src/durability.md")]
-    struct Durability;
+    #[doc = include_str!("../../book/src/quick-start.md")]
+    struct QuickStart;
     #[doc = include_str!("../../book/src/models.md")]
     struct Models;
+    #[doc = include_str!("../../book/src/attributes.md")]
+    struct Attributes;
+    #[doc = include_str!("../../book/src/queries.md")]
+    struct Queries;
+    #[doc = include_str!("../../book/src/indexes.md")]
+    struct Indexes;
+    #[doc = include_str!("../../book/src/watches.md")]
+    struct Watches;
+    #[doc = include_str!("../../book/src/events.md")]
+    struct Events;
     #[doc = include_str!("../../book/src/cortex.md")]
     struct Cortex;
+    #[doc = include_str!("../../book/src/snapshots.md")]
+    struct Snapshots;
+    #[doc = include_str!("../../book/src/durability.md")]
+    struct Durability;
+    #[doc = include_str!("../../book/src/restart.md")]
+    struct Restart;
+    #[doc = include_str!("../../book/src/on-disk-format.md")]
+    struct OnDiskFormat;
+    #[doc = include_str!("../../book/src/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../../book/src/faq.md")]
+    struct Faq;
 }
 
 #[cfg(not(unix))]

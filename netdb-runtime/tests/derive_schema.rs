@@ -463,3 +463,73 @@ async fn a_migration_pinned_to_another_fingerprint_refuses_snapshots() {
     assert_eq!(got, want);
     items.close().unwrap();
 }
+
+/// A field renamed between versions: `renamed_from` lets old update events still set it.
+pub mod rename_v1 {
+    use netdb_runtime::CortexModel;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+    #[cortex(channel = "test/derive-schema/renamed", schema = 1)]
+    pub struct Contact {
+        pub id: u64,
+        pub phone: String,
+    }
+}
+
+pub mod rename_v2 {
+    use netdb_runtime::CortexModel;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+    #[cortex(
+        channel = "test/derive-schema/renamed",
+        schema = 2,
+        migrate(from = 1, with = super::rename_v1::Contact)
+    )]
+    pub struct Contact {
+        pub id: u64,
+        #[cortex(renamed_from = "phone")]
+        pub mobile: String,
+        pub email: String,
+    }
+
+    impl From<super::rename_v1::Contact> for Contact {
+        fn from(old: super::rename_v1::Contact) -> Contact {
+            Contact {
+                id: old.id,
+                mobile: old.phone,
+                email: String::new(),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_old_update_of_a_renamed_field_sets_it_on_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let redex = Redex::with_persistent_dir(dir.path()).unwrap();
+        let contacts = rename_v1::ContactsAdapter::open(&redex, 1).unwrap();
+        contacts
+            .insert(rename_v1::Contact {
+                id: 1,
+                phone: "555-0100".into(),
+            })
+            .unwrap();
+        contacts
+            .update(rename_v1::ContactPatch::new(1).phone("555-0199"))
+            .unwrap();
+        contacts.catch_up().await.unwrap();
+        contacts.close().unwrap();
+    }
+    let redex = Redex::with_persistent_dir(dir.path()).unwrap();
+    let contacts = rename_v2::ContactsAdapter::open(&redex, 1).unwrap();
+    contacts.catch_up().await.unwrap();
+    let row = contacts.state().read().find_unique(&1).cloned().unwrap();
+    assert_eq!(
+        row.mobile, "555-0199",
+        "the v1 update of `phone` set `mobile`"
+    );
+    contacts.close().unwrap();
+}

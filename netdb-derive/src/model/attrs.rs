@@ -52,6 +52,10 @@ pub(crate) struct FieldInput {
     /// The singular of a collection field, for its membership filters (default: the field
     /// name without its plural ending).
     pub singular: Option<syn::LitStr>,
+    /// `renamed_from = "old"` (repeatable): names the field had in older versions, so their
+    /// update events still set it.
+    #[darling(multiple)]
+    pub renamed_from: Vec<syn::LitStr>,
 }
 
 /// The filter kinds a field asks for.

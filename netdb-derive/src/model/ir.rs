@@ -129,6 +129,8 @@ pub(crate) struct Field {
     pub index: Option<IndexKind>,
     /// The element name of a collection's membership filters.
     pub singular: syn::Ident,
+    /// Older names of the field (`renamed_from`), which old update events use.
+    pub renamed_from: Vec<String>,
 }
 
 impl Field {
@@ -632,6 +634,7 @@ fn validate_field(
         order_by,
         index,
         singular,
+        renamed_from: f.renamed_from.iter().map(syn::LitStr::value).collect(),
     }
 }
 

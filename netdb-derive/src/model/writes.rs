@@ -48,11 +48,8 @@ pub(crate) fn adapter(
             fn from_netdb(__db: &#p::NetDb) -> #result {
                 __db.adapter::<#model>().map(|__a| Self(::core::clone::Clone::clone(__a)))
             }
-            fn as_bundle_model(&self) -> &dyn #p::BundleModel {
+            fn cortex(&self) -> &#p::CortexAdapter<#model> {
                 &self.0
-            }
-            fn close_adapter(&self) -> ::core::result::Result<(), #p::CortexError> {
-                self.0.close()
             }
         }
 
@@ -141,8 +138,10 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
                 __out(#n, #p::encode_field(__v)?);
             }
         });
-        decodes
-            .push(quote_spanned!(sp=> #n => self.#field = #opt::Some(#p::decode_field(__bytes)?),));
+        let olds = &f.renamed_from;
+        decodes.push(quote_spanned! {sp=>
+            #n #(| #olds)* => self.#field = #opt::Some(#p::decode_field(__bytes)?),
+        });
         applies.push(quote! {
             if let #opt::Some(__v) = self.#field {
                 __r.#field = __v;

@@ -632,11 +632,18 @@ pub trait ModelAdapter: Sized {
     /// This model's adapter in `db`.
     fn from_netdb(db: &crate::netdb::NetDb) -> Result<Self, CortexError>;
 
-    /// The adapter as a bundle member.
-    fn as_bundle_model(&self) -> &dyn crate::netdb::BundleModel;
+    /// The untyped adapter underneath.
+    fn cortex(&self) -> &CortexAdapter<Self::Model>;
+
+    /// The adapter as a bundle member (what `#[derive(NetDb)]` snapshots and catches up).
+    fn as_bundle_model(&self) -> &dyn crate::netdb::BundleModel {
+        self.cortex()
+    }
 
     /// [`CortexAdapter::close`].
-    fn close_adapter(&self) -> Result<(), CortexError>;
+    fn close_adapter(&self) -> Result<(), CortexError> {
+        self.cortex().close()
+    }
 }
 
 impl<M: CortexModel> ModelAdapter for CortexAdapter<M> {
@@ -646,12 +653,8 @@ impl<M: CortexModel> ModelAdapter for CortexAdapter<M> {
         db.adapter::<M>().cloned()
     }
 
-    fn as_bundle_model(&self) -> &dyn crate::netdb::BundleModel {
+    fn cortex(&self) -> &CortexAdapter<M> {
         self
-    }
-
-    fn close_adapter(&self) -> Result<(), CortexError> {
-        self.close()
     }
 }
 

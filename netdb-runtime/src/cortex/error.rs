@@ -304,7 +304,7 @@ pub enum SnapshotError {
     /// An older version with no migration registered.
     #[error(
         "the {channel} snapshot has schema version {found} and this build has version {current} \
-         with no migration from {found}: add one (`migrate_from`), or restore with \
+         with no migration from {found}: add one (`#[cortex(migrate(from = {found}, with = OldStruct))]`), or restore with \
          SnapshotFallback::Replay to rebuild from the log"
     )]
     NoMigration {

@@ -55,6 +55,23 @@ pub trait BundleModel: Send + Sync + fmt::Debug {
     fn channel(&self) -> &'static str;
     /// The model's snapshot and the last seq folded into it.
     fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError>;
+    /// [`CortexAdapter::catch_up`], boxed so models of different types can be awaited in turn.
+    fn catch_up_boxed(&self) -> CatchUp<'_>;
+}
+
+/// The future [`BundleModel::catch_up_boxed`] returns.
+pub type CatchUp<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CortexError>> + Send + 'a>>;
+
+/// Waits until every model has folded what its log held: the generated `catch_up()` of
+/// `#[derive(NetDb)]`.
+pub fn catch_up_all(models: Vec<&dyn BundleModel>) -> CatchUp<'_> {
+    Box::pin(async move {
+        for model in models {
+            model.catch_up_boxed().await?;
+        }
+        Ok(())
+    })
 }
 
 impl<M: CortexModel> BundleModel for CortexAdapter<M> {
@@ -63,6 +80,9 @@ impl<M: CortexModel> BundleModel for CortexAdapter<M> {
     }
     fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
         CortexAdapter::snapshot(self)
+    }
+    fn catch_up_boxed(&self) -> CatchUp<'_> {
+        Box::pin(CortexAdapter::catch_up(self))
     }
 }
 
