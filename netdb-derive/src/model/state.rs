@@ -62,6 +62,21 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
         } = clauses(f);
         let num = f.number;
         let field = &f.ident;
+        // A route from a one-value clause, else from a several-values clause.
+        let route = |one: &syn::Ident, many: &syn::Ident| {
+            let hash = quote!(#p::route_hash(__v));
+            quote! {
+                if let #opt::Some(__v) = &self.#one {
+                    return #opt::Some(#p::Route { field: #num, hashes: ::std::vec![#hash] });
+                }
+                if let #opt::Some(__vs) = &self.#many {
+                    return #opt::Some(#p::Route {
+                        field: #num,
+                        hashes: __vs.iter().map(|__v| #hash).collect(),
+                    });
+                }
+            }
+        };
         let fname = f.name();
         let vty = f.value_ty();
         let sp = f.ty.span();
@@ -84,48 +99,24 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let t2 = value_test(quote!(__v.contains(__x)));
             tests.push(quote!(self.#eq.as_ref().is_none_or(|__v| #t1)));
             tests.push(quote!(self.#eq_in.as_ref().is_none_or(|__v| #t2)));
-            let hash = quote!(#p::route_hash(__v));
-            routes.push(quote! {
-                if let #opt::Some(__v) = &self.#eq {
-                    return #opt::Some(#p::Route { field: #num, hashes: ::std::vec![#hash] });
-                }
-                if let #opt::Some(__vs) = &self.#eq_in {
-                    return #opt::Some(#p::Route {
-                        field: #num,
-                        hashes: __vs.iter().map(|__v| #hash).collect(),
-                    });
-                }
-            });
+            routes.push(route(&eq, &eq_in));
             if f.is_id {
                 plans.push(quote! {
                     if let #opt::Some(__v) = &self.#eq { __plan.offer_ids([__v]); }
                     if let #opt::Some(__vs) = &self.#eq_in { __plan.offer_ids(__vs.iter()); }
                 });
             }
-            match f.index {
-                Some(IndexKind::Hash) => {
-                    let key = index_key(f, quote!(__v));
-                    plans.push(quote! {
-                        if let #opt::Some(__v) = &self.#eq {
-                            __plan.offer_set(__ix.#field.get(&#key));
-                        }
-                        if let #opt::Some(__vs) = &self.#eq_in {
-                            __plan.offer_union(__vs.iter().map(|__v| __ix.#field.get(&#key)));
-                        }
-                    });
-                }
-                Some(IndexKind::Ordered) => {
-                    let key = index_key(f, quote!(__v));
-                    plans.push(quote! {
-                        if let #opt::Some(__v) = &self.#eq {
-                            __plan.offer_set(__ix.#field.get(&#key));
-                        }
-                        if let #opt::Some(__vs) = &self.#eq_in {
-                            __plan.offer_union(__vs.iter().map(|__v| __ix.#field.get(&#key)));
-                        }
-                    });
-                }
-                _ => {}
+            // A hash or an ordered index answers an equality the same way: the key's set.
+            if matches!(f.index, Some(IndexKind::Hash | IndexKind::Ordered)) {
+                let key = index_key(f, quote!(__v));
+                plans.push(quote! {
+                    if let #opt::Some(__v) = &self.#eq {
+                        __plan.offer_set(__ix.#field.get(&#key));
+                    }
+                    if let #opt::Some(__vs) = &self.#eq_in {
+                        __plan.offer_union(__vs.iter().map(|__v| __ix.#field.get(&#key)));
+                    }
+                });
             }
         }
         if f.filters.contains {
@@ -172,16 +163,8 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             tests.push(quote!(self.#any.as_ref().is_none_or(|__vs| __vs.iter().any(|__v| #holds))));
             tests.push(quote!(self.#all.as_ref().is_none_or(|__vs| __vs.iter().all(|__v| #holds))));
             let hash = quote!(#p::route_hash(__v));
+            routes.push(route(&has, &any));
             routes.push(quote! {
-                if let #opt::Some(__v) = &self.#has {
-                    return #opt::Some(#p::Route { field: #num, hashes: ::std::vec![#hash] });
-                }
-                if let #opt::Some(__vs) = &self.#any {
-                    return #opt::Some(#p::Route {
-                        field: #num,
-                        hashes: __vs.iter().map(|__v| #hash).collect(),
-                    });
-                }
                 if let #opt::Some(__v) = self.#all.as_ref().and_then(|__vs| __vs.first()) {
                     return #opt::Some(#p::Route { field: #num, hashes: ::std::vec![#hash] });
                 }
