@@ -49,6 +49,9 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
     let mut tests = Vec::new();
     let mut plans = Vec::new();
     let mut routes = Vec::new();
+    // Every clause field, and the counts an index answers exactly when its clause is alone.
+    let mut clause_fields: Vec<syn::Ident> = Vec::new();
+    let mut exact = Vec::new();
     for f in &m.fields {
         let Clauses {
             eq,
@@ -95,6 +98,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
                 doc("equals one of these values".into()),
             );
             decls.push(quote_spanned!(sp=> #[doc = #d1] pub #eq: #opt<#vty>, #[doc = #d2] pub #eq_in: #opt<#vec<#vty>>,));
+            clause_fields.extend([eq.clone(), eq_in.clone()]);
             let t1 = value_test(quote!(__x == __v));
             let t2 = value_test(quote!(__v.contains(__x)));
             tests.push(quote!(self.#eq.as_ref().is_none_or(|__v| #t1)));
@@ -109,6 +113,11 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             // A hash or an ordered index answers an equality the same way: the key's set.
             if matches!(f.index, Some(IndexKind::Hash | IndexKind::Ordered)) {
                 let key = index_key(f, quote!(__v));
+                exact.push(quote! {
+                    if let #opt::Some(__v) = &self.#eq {
+                        return #opt::Some(__ix.#field.get(&#key).map_or(0, |__s| __s.len()));
+                    }
+                });
                 plans.push(quote! {
                     if let #opt::Some(__v) = &self.#eq {
                         __plan.offer_set(__ix.#field.get(&#key));
@@ -123,6 +132,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let d = doc("contains this text, ignoring case".into());
             let ident = &contains;
             decls.push(quote_spanned!(sp=> #[doc = #d] pub #ident: #opt<::std::string::String>,));
+            clause_fields.push(ident.clone());
             let t = value_test(quote!(#p::contains_ignore_case(__x, __v)));
             tests.push(quote!(self.#ident.as_ref().is_none_or(|__v| #t)));
         }
@@ -130,6 +140,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let d = doc("lies within these bounds".into());
             let ident = &range;
             decls.push(quote_spanned!(sp=> #[doc = #d] pub #ident: #opt<#p::RangeClause<#vty>>,));
+            clause_fields.push(ident.clone());
             let t = value_test(quote!(#p::in_range(__v, __x)));
             tests.push(quote!(self.#ident.as_ref().is_none_or(|__v| #t)));
             if f.index == Some(IndexKind::Ordered) {
@@ -158,6 +169,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
                 #[doc = #d2] pub #any: #opt<#vec<#elem>>,
                 #[doc = #d3] pub #all: #opt<#vec<#elem>>,
             ));
+            clause_fields.extend([has.clone(), any.clone(), all.clone()]);
             let holds = quote!(__r.#field.iter().any(|__e| __e == __v));
             tests.push(quote!(self.#has.as_ref().is_none_or(|__v| #holds)));
             tests.push(quote!(self.#any.as_ref().is_none_or(|__vs| __vs.iter().any(|__v| #holds))));
@@ -170,6 +182,11 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
                 }
             });
             if f.index == Some(IndexKind::Inverted) {
+                exact.push(quote! {
+                    if let #opt::Some(__v) = &self.#has {
+                        return #opt::Some(__ix.#field.get(__v).map_or(0, |__s| __s.len()));
+                    }
+                });
                 plans.push(quote! {
                     if let #opt::Some(__v) = &self.#has {
                         __plan.offer_set(__ix.#field.get(__v));
@@ -189,6 +206,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let d = doc("is set (`true`) or not (`false`)".into());
             let ident = &some;
             decls.push(quote_spanned!(sp=> #[doc = #d] pub #ident: #opt<bool>,));
+            clause_fields.push(ident.clone());
             tests.push(quote!(self.#ident.is_none_or(|__v| __r.#field.is_some() == __v)));
         }
     }
@@ -202,6 +220,18 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
         quote! {
             fn plan<'__i>(&'__i self, #ix_pat: &'__i #indexes, __plan: &mut #p::Plan<'__i, <#model as #p::CortexModel>::Id>) {
                 #(#plans)*
+            }
+        }
+    });
+    let exact_count = (!exact.is_empty()).then(|| {
+        quote! {
+            fn exact_count(&self, __ix: &#indexes) -> #opt<usize> {
+                let __clauses = 0 #(+ usize::from(self.#clause_fields.is_some()))*;
+                if __clauses != 1 {
+                    return #opt::None;
+                }
+                #(#exact)*
+                #opt::None
             }
         }
     });
@@ -233,6 +263,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             }
             #plan
             #route
+            #exact_count
         }
     }
 }

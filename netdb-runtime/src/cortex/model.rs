@@ -174,6 +174,16 @@ pub trait ModelFilter<M: CortexModel>:
     fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// The number of matching rows, when an index holds exactly the answer: the filter's
+    /// only clause is an equality (or membership) on an indexed field, so the index entry's
+    /// size is the count and no row needs testing. `None` when that does not hold; counts
+    /// then run as queries. Must never return a number that differs from counting the rows
+    /// that [`matches`](Self::matches) accepts.
+    fn exact_count(&self, indexes: &M::Indexes) -> Option<usize> {
+        let _ = indexes;
+        None
+    }
 }
 
 /// A filter that matches every row, for models with no filterable fields.

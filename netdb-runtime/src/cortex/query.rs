@@ -252,8 +252,13 @@ impl<'a, M: CortexModel> Query<'a, M> {
     /// How many rows the query returns (offset and limit apply).
     pub fn count(self) -> usize {
         let s = &self.spec;
-        if s.filter.is_empty() {
-            let n = self.table.len().saturating_sub(s.offset);
+        let exact = if s.filter.is_empty() {
+            Some(self.table.len())
+        } else {
+            s.filter.exact_count(self.table.indexes())
+        };
+        if let Some(n) = exact {
+            let n = n.saturating_sub(s.offset);
             return s.limit.map_or(n, |l| n.min(l));
         }
         // Order does not change a count: count in id order, which needs no sort.
