@@ -270,17 +270,7 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
             return e.write_errors();
         }
         // One mistake, one error: the model still gets an events impl.
-        let stub = quote! {
-            #[automatically_derived]
-            impl #p::CortexEvent<#model> for #name {
-                fn dispatch(&self) -> u16 { ::core::unreachable!() }
-                fn encode_body(&self, _: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #p::postcard::Error> { ::core::unreachable!() }
-                fn decode_body(__d: u16, _: u16, _: &[u8]) -> ::core::result::Result<Self, #p::EventDecodeError> {
-                    ::core::result::Result::Err(#p::EventDecodeError::UnknownDispatch(__d))
-                }
-                fn apply(self, _: &mut #p::TableMut<'_, #model>, _: &#p::EventContext) -> ::core::result::Result<(), #p::ApplyError> { ::core::unreachable!() }
-            }
-        };
+        let stub = any_model_stub(&krate, input);
         let errors = e.write_errors();
         return quote!(#errors #stub);
     }
@@ -297,10 +287,10 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> TokenStream {
     generate(&p, name, model, &adapter, &variants)
 }
 
-/// An events impl for every model, for an enum whose attributes did not parse: keeps the
+/// An events impl for every model, for an events type the derive refused: keeps the
 /// model that names it from a follow-up error.
 fn any_model_stub(krate: &syn::Path, input: &syn::DeriveInput) -> TokenStream {
-    if !input.generics.params.is_empty() || !matches!(input.data, syn::Data::Enum(_)) {
+    if !input.generics.params.is_empty() || matches!(input.data, syn::Data::Union(_)) {
         return TokenStream::new();
     }
     let p = quote!(#krate::__private);
@@ -373,20 +363,15 @@ fn generate(
             }
         });
         let Some(write) = &v.write else { continue };
-        let params = names.iter().zip(&tys).map(|(n, ty)| {
-            if matches!(crate::model::ir::Kind::of(ty), crate::model::ir::Kind::Str) {
-                quote!(#n: impl ::core::convert::Into<::std::string::String>)
-            } else {
-                quote!(#n: #ty)
-            }
-        });
-        let convs = names.iter().zip(&tys).zip(&locals).map(|((n, ty), l)| {
-            if matches!(crate::model::ir::Kind::of(ty), crate::model::ir::Kind::Str) {
-                quote!(let #l: ::std::string::String = ::core::convert::Into::into(#n);)
-            } else {
-                quote!(let #l = #n;)
-            }
-        });
+        let (params, convs): (Vec<_>, Vec<_>) = names
+            .iter()
+            .zip(&tys)
+            .zip(&locals)
+            .map(|((n, ty), l)| {
+                let (param, conv) = crate::model::ir::param(ty);
+                (quote!(#n: #param), quote!(let #l = #conv(#n);))
+            })
+            .unzip();
         let event = rebind(quote!(#name), v, &locals);
         let doc = format!(
             "Appends a `{name}::{ident}` event (dispatch code {code}); returns its seq. \

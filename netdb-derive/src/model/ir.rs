@@ -205,6 +205,19 @@ impl Model {
     }
 }
 
+/// A generated parameter of type `ty`, and the conversion from it: `impl Into<String>` for
+/// strings (so callers pass `"text"`), the type itself otherwise.
+pub(crate) fn param(ty: &syn::Type) -> (proc_macro2::TokenStream, proc_macro2::TokenStream) {
+    if matches!(Kind::of(ty), Kind::Str) {
+        (
+            quote::quote!(impl ::core::convert::Into<::std::string::String>),
+            quote::quote!(::core::convert::Into::into),
+        )
+    } else {
+        (quote::quote!(#ty), quote::quote!(::core::convert::identity))
+    }
+}
+
 /// The runtime's default path.
 pub(crate) fn default_crate() -> syn::Path {
     syn::parse_quote!(::netdb_runtime)
@@ -802,26 +815,65 @@ fn check_generated_names(fields: &[Field], errors: &mut darling::error::Accumula
 
 /// The filter struct's field names a field generates (one per clause).
 pub(crate) fn clause_names(f: &Field) -> Vec<String> {
-    let n = f.name();
-    let s = f.singular.unraw().to_string();
-    let mut v = Vec::new();
-    if f.filters.eq {
-        v.push(n.clone());
-        v.push(format!("{n}_in"));
+    let clauses = f.clauses();
+    clauses
+        .enabled(&f.filters)
+        .into_iter()
+        .map(|i| i.unraw().to_string())
+        .collect()
+}
+
+/// The filter struct's field for each clause kind of a field: the one place clause names
+/// are spelled.
+pub(crate) struct Clauses {
+    pub eq: syn::Ident,
+    pub eq_in: syn::Ident,
+    pub contains: syn::Ident,
+    pub range: syn::Ident,
+    pub has: syn::Ident,
+    pub any: syn::Ident,
+    pub all: syn::Ident,
+    pub some: syn::Ident,
+}
+
+impl Clauses {
+    /// The clause fields `filters` turns on, in declaration order.
+    pub(crate) fn enabled(&self, filters: &Filters) -> Vec<&syn::Ident> {
+        let mut v = Vec::new();
+        if filters.eq {
+            v.extend([&self.eq, &self.eq_in]);
+        }
+        if filters.contains {
+            v.push(&self.contains);
+        }
+        if filters.range {
+            v.push(&self.range);
+        }
+        if filters.has {
+            v.extend([&self.has, &self.any, &self.all]);
+        }
+        if filters.some {
+            v.push(&self.some);
+        }
+        v
     }
-    if f.filters.contains {
-        v.push(format!("{n}_contains"));
+}
+
+impl Field {
+    /// This field's clause names.
+    pub(crate) fn clauses(&self) -> Clauses {
+        let n = self.name();
+        let s = &self.singular;
+        let sp = self.ident.span();
+        Clauses {
+            eq: self.ident.clone(),
+            eq_in: format_ident!("{}_in", n, span = sp),
+            contains: format_ident!("{}_contains", n, span = sp),
+            range: format_ident!("{}_range", n, span = sp),
+            has: self.singular.clone(),
+            any: format_ident!("any_{}", s, span = sp),
+            all: format_ident!("all_{}", n, span = sp),
+            some: format_ident!("{}_some", n, span = sp),
+        }
     }
-    if f.filters.range {
-        v.push(format!("{n}_range"));
-    }
-    if f.filters.has {
-        v.push(s.clone());
-        v.push(format!("any_{s}"));
-        v.push(format!("all_{n}"));
-    }
-    if f.filters.some {
-        v.push(format!("{n}_some"));
-    }
-    v
 }

@@ -5,19 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 
-use super::ir::{Kind, Model};
-
-/// A builder parameter of type `ty`: `impl Into<String>` for strings.
-fn param(ty: &syn::Type) -> (TokenStream, TokenStream) {
-    if matches!(Kind::of(ty), Kind::Str) {
-        (
-            quote!(impl ::core::convert::Into<::std::string::String>),
-            quote!(::core::convert::Into::into),
-        )
-    } else {
-        (quote!(#ty), quote!(::core::convert::identity))
-    }
-}
+use super::ir::{Model, param};
 
 /// The `where_*` methods of every filtered field; the same for queries and watches.
 fn where_methods(m: &Model) -> TokenStream {
@@ -37,8 +25,9 @@ fn where_methods(m: &Model) -> TokenStream {
             });
         };
         let (vparam, vconv) = param(f.value_ty());
+        let clauses = f.clauses();
         if f.filters.eq {
-            let (eq, eq_in) = (f.ident.clone(), format_ident!("{}_in", n));
+            let (eq, eq_in) = (&clauses.eq, &clauses.eq_in);
             method(
                 format_ident!("where_{}", n, span = sp),
                 format!("Rows whose `{n}` equals `value`."),
@@ -53,7 +42,7 @@ fn where_methods(m: &Model) -> TokenStream {
             );
         }
         if f.filters.contains {
-            let c = format_ident!("{}_contains", n);
+            let c = &clauses.contains;
             method(
                 format_ident!("where_{}_contains", n, span = sp),
                 format!("Rows whose `{n}` contains `text`, ignoring case."),
@@ -62,7 +51,7 @@ fn where_methods(m: &Model) -> TokenStream {
             );
         }
         if f.filters.range {
-            let r = format_ident!("{}_range", n);
+            let r = &clauses.range;
             for (suffix, word, lo, hi) in [
                 (
                     "gt",
@@ -109,11 +98,7 @@ fn where_methods(m: &Model) -> TokenStream {
             let (elem, _) = f.elem().expect("validated");
             let (eparam, econv) = param(elem);
             let s = f.singular.unraw().to_string();
-            let (has, any, all) = (
-                f.singular.clone(),
-                format_ident!("any_{}", s),
-                format_ident!("all_{}", n),
-            );
+            let (has, any, all) = (&clauses.has, &clauses.any, &clauses.all);
             method(
                 format_ident!("where_{}", s, span = sp),
                 format!("Rows whose `{n}` holds `value`."),
@@ -134,7 +119,7 @@ fn where_methods(m: &Model) -> TokenStream {
             );
         }
         if f.filters.some {
-            let c = format_ident!("{}_some", n);
+            let c = &clauses.some;
             method(
                 format_ident!("where_{}_some", n, span = sp),
                 format!("Rows whose `{n}` is set."),

@@ -6,35 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
-use super::ir::{Field, IndexKind, Model};
-
-/// The idents of a field's filter clauses, in [`clause_names`] order.
-struct Clauses {
-    eq: syn::Ident,
-    eq_in: syn::Ident,
-    contains: syn::Ident,
-    range: syn::Ident,
-    has: syn::Ident,
-    any: syn::Ident,
-    all: syn::Ident,
-    some: syn::Ident,
-}
-
-fn clauses(f: &Field) -> Clauses {
-    let n = f.name();
-    let s = &f.singular;
-    let sp = f.ident.span();
-    Clauses {
-        eq: f.ident.clone(),
-        eq_in: format_ident!("{}_in", n, span = sp),
-        contains: format_ident!("{}_contains", n, span = sp),
-        range: format_ident!("{}_range", n, span = sp),
-        has: f.singular.clone(),
-        any: format_ident!("any_{}", s, span = sp),
-        all: format_ident!("all_{}", n, span = sp),
-        some: format_ident!("{}_some", n, span = sp),
-    }
-}
+use super::ir::{Clauses, Field, IndexKind, Model};
 
 pub(crate) fn filter(m: &Model) -> TokenStream {
     let p = m.private();
@@ -62,7 +34,8 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             any,
             all,
             some,
-        } = clauses(f);
+        } = f.clauses();
+        clause_fields.extend(f.clauses().enabled(&f.filters).into_iter().cloned());
         let num = f.number;
         let field = &f.ident;
         // A route from a one-value clause, else from a several-values clause.
@@ -98,7 +71,6 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
                 doc("equals one of these values".into()),
             );
             decls.push(quote_spanned!(sp=> #[doc = #d1] pub #eq: #opt<#vty>, #[doc = #d2] pub #eq_in: #opt<#vec<#vty>>,));
-            clause_fields.extend([eq.clone(), eq_in.clone()]);
             let t1 = value_test(quote!(__x == __v));
             let t2 = value_test(quote!(__v.contains(__x)));
             tests.push(quote!(self.#eq.as_ref().is_none_or(|__v| #t1)));
@@ -132,7 +104,6 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let d = doc("contains this text, ignoring case".into());
             let ident = &contains;
             decls.push(quote_spanned!(sp=> #[doc = #d] pub #ident: #opt<::std::string::String>,));
-            clause_fields.push(ident.clone());
             let t = value_test(quote!(#p::contains_ignore_case(__x, __v)));
             tests.push(quote!(self.#ident.as_ref().is_none_or(|__v| #t)));
         }
@@ -140,7 +111,6 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let d = doc("lies within these bounds".into());
             let ident = &range;
             decls.push(quote_spanned!(sp=> #[doc = #d] pub #ident: #opt<#p::RangeClause<#vty>>,));
-            clause_fields.push(ident.clone());
             let t = value_test(quote!(#p::in_range(__v, __x)));
             tests.push(quote!(self.#ident.as_ref().is_none_or(|__v| #t)));
             if f.index == Some(IndexKind::Ordered) {
@@ -169,7 +139,6 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
                 #[doc = #d2] pub #any: #opt<#vec<#elem>>,
                 #[doc = #d3] pub #all: #opt<#vec<#elem>>,
             ));
-            clause_fields.extend([has.clone(), any.clone(), all.clone()]);
             let holds = quote!(__r.#field.iter().any(|__e| __e == __v));
             tests.push(quote!(self.#has.as_ref().is_none_or(|__v| #holds)));
             tests.push(quote!(self.#any.as_ref().is_none_or(|__vs| __vs.iter().any(|__v| #holds))));
@@ -206,7 +175,6 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
             let d = doc("is set (`true`) or not (`false`)".into());
             let ident = &some;
             decls.push(quote_spanned!(sp=> #[doc = #d] pub #ident: #opt<bool>,));
-            clause_fields.push(ident.clone());
             tests.push(quote!(self.#ident.is_none_or(|__v| __r.#field.is_some() == __v)));
         }
     }

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::ir::{Kind, Model};
+use super::ir::{Model, param};
 
 /// `<Models>Adapter`: a `CortexAdapter<Model>` (it derefs to one) with typed constructors,
 /// and `writes` (the built-in writes, or nothing when an events enum adds its own).
@@ -95,14 +95,7 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
     let id = m.id_field();
     let (idf, idty) = (&id.ident, &id.ty);
     // A `String` id is taken as `impl Into<String>`, like every string parameter.
-    let (id_param, id_conv) = if matches!(id.kind, Kind::Str) {
-        (
-            quote!(impl ::core::convert::Into<::std::string::String>),
-            quote!(::core::convert::Into::into),
-        )
-    } else {
-        (quote!(#idty), quote!(::core::convert::identity))
-    };
+    let (id_param, id_conv) = param(idty);
     let opt = quote!(::core::option::Option);
     let mut slots = Vec::new();
     let mut nones = Vec::new();
@@ -116,20 +109,13 @@ pub(crate) fn builtin(m: &Model) -> (TokenStream, TokenStream) {
         let doc = format!("The new `{n}`, if it changes.");
         slots.push(quote_spanned!(sp=> #[doc = #doc] pub #field: #opt<#ty>,));
         nones.push(quote!(#field: #opt::None,));
-        let (param, conv) = if matches!(f.kind, Kind::Str) {
-            (
-                quote!(impl ::core::convert::Into<::std::string::String>),
-                quote!(::core::convert::Into::into(value)),
-            )
-        } else {
-            (quote!(#ty), quote!(value))
-        };
+        let (value_param, conv) = param(ty);
         let sdoc = format!("Sets `{n}`.");
         setters.push(quote_spanned! {sp=>
             #[doc = #sdoc]
             #[must_use]
-            pub fn #field(mut self, value: #param) -> Self {
-                self.#field = #opt::Some(#conv);
+            pub fn #field(mut self, value: #value_param) -> Self {
+                self.#field = #opt::Some(#conv(value));
                 self
             }
         });
