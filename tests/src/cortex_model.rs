@@ -1,11 +1,10 @@
-//! A small hand-written CortEX model for the CortEX crash test, and the deterministic
-//! event stream its writer process appends.
+//! A small CortEX model for the CortEX crash test, and the deterministic event stream its
+//! writer process appends.
 //!
 //! [`Counter`] rows are keyed by a `u64` id and hold a `u64` value; [`LedgerEvent::Add`]
-//! adds to a row (creating it), [`LedgerEvent::Remove`] deletes it. The model is written
-//! the way `#[derive(CortexModel)]` will generate it for a model with no filters or
-//! indexes: [`NoFilter`], [`IdOrder`], `()` indexes, and the runtime's [`Query`] /
-//! [`Watch`] builders.
+//! adds to a row (creating it), [`LedgerEvent::Remove`] deletes it. Both are declared with
+//! the derives: the events' stored form is what `#[derive(CortexEvents)]` writes (dispatch
+//! code 1 or 2, then the variant's fields as one postcard tuple).
 //!
 //! The event at sequence number `seq` of a log written with seed `seed` is
 //! [`ledger_event`]`(seed, seq)`, so the test recomputes every event, and the state they
@@ -13,16 +12,15 @@
 
 use std::collections::BTreeMap;
 
-use netdb_runtime::cortex::{
-    ApplyError, CortexEvent, CortexModel, EventContext, EventDecodeError, Field, IdOrder, NoFilter,
-    Query, Schema, TableMut, Watch,
-};
+use netdb_runtime::cortex::{ApplyError, ApplyEvent, EventContext, TableMut};
+use netdb_runtime::{CortexEvents, CortexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::mix64;
 
 /// One counter: an id and a value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "cortex/ledger", events = LedgerEvent)]
 pub struct Counter {
     /// The row key.
     pub id: u64,
@@ -31,9 +29,11 @@ pub struct Counter {
 }
 
 /// The events of [`Counter`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, CortexEvents)]
+#[cortex(model = Counter)]
 pub enum LedgerEvent {
     /// Adds `amount` to row `id`, creating it with value `amount` if it does not exist.
+    #[cortex(dispatch = 1)]
     Add {
         /// The row.
         id: u64,
@@ -41,83 +41,14 @@ pub enum LedgerEvent {
         amount: u64,
     },
     /// Removes row `id` (nothing happens if it does not exist).
+    #[cortex(dispatch = 2)]
     Remove {
         /// The row.
         id: u64,
     },
 }
 
-/// The dispatch code of [`LedgerEvent::Add`].
-pub const DISPATCH_ADD: u16 = 1;
-/// The dispatch code of [`LedgerEvent::Remove`].
-pub const DISPATCH_REMOVE: u16 = 2;
-
-impl CortexModel for Counter {
-    type Id = u64;
-    type Event = LedgerEvent;
-    type Filter = NoFilter;
-    type OrderBy = IdOrder;
-    type Indexes = ();
-    type Query<'a> = Query<'a, Counter>;
-    type Watch = Watch<Counter>;
-
-    const CHANNEL: &'static str = "cortex/ledger";
-    const SCHEMA: Schema = Schema::new(
-        1,
-        &[
-            Field {
-                name: "id",
-                ty: "u64",
-            },
-            Field {
-                name: "value",
-                ty: "u64",
-            },
-        ],
-    );
-
-    fn id(&self) -> &u64 {
-        &self.id
-    }
-}
-
-impl CortexEvent<Counter> for LedgerEvent {
-    fn dispatch(&self) -> u16 {
-        match self {
-            LedgerEvent::Add { .. } => DISPATCH_ADD,
-            LedgerEvent::Remove { .. } => DISPATCH_REMOVE,
-        }
-    }
-
-    fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
-        // Each variant's fields alone, as a tuple: the dispatch code says which variant.
-        let buf = std::mem::take(out);
-        *out = match *self {
-            LedgerEvent::Add { id, amount } => postcard::to_extend(&(id, amount), buf)?,
-            LedgerEvent::Remove { id } => postcard::to_extend(&id, buf)?,
-        };
-        Ok(())
-    }
-
-    fn decode_body(
-        dispatch: u16,
-        _schema_version: u16,
-        body: &[u8],
-    ) -> Result<Self, EventDecodeError> {
-        let body_err = |source| EventDecodeError::Body { dispatch, source };
-        match dispatch {
-            DISPATCH_ADD => {
-                let (id, amount) = postcard::from_bytes::<(u64, u64)>(body).map_err(body_err)?;
-                Ok(LedgerEvent::Add { id, amount })
-            }
-            DISPATCH_REMOVE => {
-                let id = postcard::from_bytes::<u64>(body).map_err(body_err)?;
-                Ok(LedgerEvent::Remove { id })
-            }
-            other => Err(EventDecodeError::UnknownDispatch(other)),
-        }
-    }
-
+impl ApplyEvent<Counter> for LedgerEvent {
     fn apply(self, t: &mut TableMut<'_, Counter>, _ctx: &EventContext) -> Result<(), ApplyError> {
         match self {
             LedgerEvent::Add { id, amount } => {
@@ -176,6 +107,7 @@ pub fn reference_fold(seed: u64, seqs: std::ops::Range<u64>) -> BTreeMap<u64, u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netdb_runtime::cortex::CortexEvent;
 
     #[test]
     fn events_round_trip_and_vary() {
