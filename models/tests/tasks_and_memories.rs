@@ -337,7 +337,7 @@ async fn task_queries_by_status_title_and_created_range() -> TestResult {
         status: Some(TaskStatus::Pending),
         ..Default::default()
     };
-    assert_eq!(task_ids(&t.find_many(&pending)), [1, 2, 4]);
+    assert_eq!(task_ids(t.find_many(&pending)), [1, 2, 4]);
     assert_eq!(t.count_where(&pending), 3);
     assert!(!t.exists_where(&TaskFilter {
         title_contains: Some("release".into()),
@@ -684,7 +684,7 @@ async fn memory_queries_by_tag_source_pinned_and_content() -> TestResult {
             pinned: Some(false),
             ..Default::default()
         };
-        assert_eq!(memory_ids(&t.find_many(&filter)), [2]);
+        assert_eq!(memory_ids(t.find_many(&filter)), [2]);
         assert_eq!(t.count_where(&filter), 1);
     }
 

@@ -307,7 +307,12 @@ fn check_queries(table: &Table<Task>, rows: &Reference, spec: &Spec) -> Result<(
         prop_assert_eq!(query().first(), want.first().cloned(), "first, {:?}", spec);
     }
     let all = reference_query(rows, filter, None, 0, None);
-    prop_assert_eq!(&table.find_many(filter), &all, "find_many {:?}", filter);
+    prop_assert_eq!(
+        table.find_many(filter),
+        all.iter().collect::<Vec<_>>(),
+        "find_many {:?}",
+        filter
+    );
     prop_assert_eq!(
         table.count_where(filter),
         all.len(),

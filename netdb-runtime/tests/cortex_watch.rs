@@ -86,7 +86,7 @@ fn tag(id: u64, tag: &str) -> TaskEvent {
 /// How many holders a row's `Arc` has besides the table and the caller: watchers keep the
 /// rows of their last result, and each stream its pending / delivered result.
 fn extra_holders(tasks: &CortexAdapter<Task>, id: u64) -> usize {
-    // The table holds each row twice (ordered and hashed by id), plus this handle.
+    // The table holds each row twice (in its slot and by id), plus this handle.
     let row = tasks.state().read().get_arc(&id).expect("row exists");
     Arc::strong_count(&row) - 3
 }

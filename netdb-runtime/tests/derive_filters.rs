@@ -1059,8 +1059,8 @@ async fn check(rows: Vec<Rec>, ops: Vec<Op>, cases: Vec<QueryCase>) {
 
         // Whole-table terminals.
         let found = st.find_many(&literal);
-        assert_eq!(ids(&found), want_ids, "find_many: {case:?}");
-        assert_eq!(found.iter().collect::<Vec<_>>(), want);
+        assert_eq!(ids(found.iter().copied()), want_ids, "find_many: {case:?}");
+        assert_eq!(found, want);
         for r in &all {
             assert_eq!(
                 literal.matches(r),
@@ -1070,7 +1070,7 @@ async fn check(rows: Vec<Rec>, ops: Vec<Op>, cases: Vec<QueryCase>) {
         }
         assert_eq!(st.count_where(&literal), want.len());
         assert_eq!(st.exists_where(&literal), !want.is_empty());
-        assert_eq!(plain_ids(&pst.find_many(&plain_literal)), want_ids);
+        assert_eq!(plain_ids(pst.find_many(&plain_literal)), want_ids);
         assert_eq!(pst.count_where(&plain_literal), want.len());
         assert_eq!(pst.exists_where(&plain_literal), !want.is_empty());
 

@@ -121,7 +121,7 @@ pub(crate) fn filter(m: &Model) -> TokenStream {
                 };
                 plans.push(quote! {
                     if let #opt::Some(__v) = &self.#ident {
-                        __plan.offer_ids(__ix.#field.range(#bounds));
+                        __plan.offer_keys(__ix.#field.range(#bounds));
                     }
                 });
             }
@@ -390,13 +390,13 @@ pub(crate) fn indexes(m: &Model) -> TokenStream {
 
         #[automatically_derived]
         impl #p::IndexSet<#model> for #name {
-            fn insert(&mut self, __id: &#idty, __r: &#model) {
+            fn insert(&mut self, __id: &#p::RowKey<#idty>, __r: &#model) {
                 #(#inserts)*
             }
-            fn remove(&mut self, __id: &#idty, __r: &#model) {
+            fn remove(&mut self, __id: &#p::RowKey<#idty>, __r: &#model) {
                 #(#removes)*
             }
-            fn update(&mut self, __id: &#idty, __old: &#model, __new: &#model) {
+            fn update(&mut self, __id: &#p::RowKey<#idty>, __old: &#model, __new: &#model) {
                 #(#updates)*
             }
         }

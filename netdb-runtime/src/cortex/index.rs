@@ -1,29 +1,83 @@
 //! Secondary indexes and the planner's candidate sets.
 //!
-//! Every index maps keys to the ids of the rows holding them, as `BTreeSet`s, so a candidate
-//! set is already in id order. The table keeps them current: generated code only says which
-//! field feeds which index.
+//! Every index maps keys to the rows holding them, as sets of [`RowKey`]s (a row's id and
+//! where the table stores it) in id order, so a candidate set is already in id order and
+//! each candidate's row is one array access away. The table keeps them current: generated
+//! code only says which field feeds which index.
 
-use std::collections::btree_map::Entry as BTreeEntry;
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, btree_set};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::ops::{Bound, RangeBounds};
 
 use super::model::{Direction, FastHash, IdWalk};
+use super::sorted::{self, SortedSet};
 
-/// The ids of the rows holding one index key, in ascending order. Most keys of an ordered
-/// index belong to one row, so a single id is stored inline.
+/// A row as indexes hold it: its id, and the slot where the table stores it. Keys compare
+/// (and hash) by id alone; a table gives each live id one slot.
+#[derive(Debug, Clone)]
+pub struct RowKey<Id> {
+    id: Id,
+    slot: u32,
+}
+
+impl<Id> RowKey<Id> {
+    /// The key of row `id` stored in `slot`. Tables make their own keys; this is for
+    /// testing an index on its own.
+    pub fn new(id: Id, slot: u32) -> Self {
+        RowKey { id, slot }
+    }
+
+    /// The row's id.
+    pub fn id(&self) -> &Id {
+        &self.id
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot as usize
+    }
+}
+
+impl<Id: PartialEq> PartialEq for RowKey<Id> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<Id: Eq> Eq for RowKey<Id> {}
+
+impl<Id: Ord> PartialOrd for RowKey<Id> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<Id: Ord> Ord for RowKey<Id> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+impl<Id> Borrow<Id> for RowKey<Id> {
+    fn borrow(&self) -> &Id {
+        &self.id
+    }
+}
+
+/// The rows holding one index key, in ascending id order. Most keys of an ordered index
+/// belong to one row, so a single row is stored inline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdSet<Id> {
-    /// One id.
-    One(Id),
-    /// Two or more ids.
-    Many(BTreeSet<Id>),
+    /// One row.
+    One(RowKey<Id>),
+    /// Two or more rows.
+    Many(SortedSet<RowKey<Id>>),
 }
 
 impl<Id> IdSet<Id> {
-    /// How many ids.
+    /// How many rows.
     pub fn len(&self) -> usize {
         match self {
             IdSet::One(_) => 1,
@@ -36,41 +90,47 @@ impl<Id> IdSet<Id> {
         self.len() == 0
     }
 
-    /// The ids, ascending.
+    /// The rows, ascending by id.
     pub fn iter(&self) -> IdSetIter<'_, Id> {
         match self {
             IdSet::One(x) => IdSetIter::One(Some(x)),
             IdSet::Many(s) => IdSetIter::Many(s.iter()),
         }
     }
+
+    /// The ids, ascending.
+    pub fn ids(&self) -> impl DoubleEndedIterator<Item = &Id> + ExactSizeIterator {
+        self.iter().map(RowKey::id)
+    }
 }
 
 impl<Id: Ord + Clone> IdSet<Id> {
-    /// Whether `id` is in the set.
+    /// Whether the row `id` is in the set.
     pub fn contains(&self, id: &Id) -> bool {
         match self {
-            IdSet::One(x) => x == id,
+            IdSet::One(x) => x.id == *id,
             IdSet::Many(s) => s.contains(id),
         }
     }
 
-    fn insert(&mut self, id: &Id) {
+    fn insert(&mut self, row: &RowKey<Id>) {
         match self {
-            IdSet::One(x) if x == id => {}
+            IdSet::One(x) if x.id == row.id => {}
             IdSet::One(x) => {
-                let set = BTreeSet::from([x.clone(), id.clone()]);
-                *self = IdSet::Many(set);
+                let (a, b) = (x.clone(), row.clone());
+                let pair = if a < b { vec![a, b] } else { vec![b, a] };
+                *self = IdSet::Many(SortedSet::from_sorted(pair));
             }
             IdSet::Many(s) => {
-                s.insert(id.clone());
+                s.insert(row.clone());
             }
         }
     }
 
-    /// Removes `id`; returns whether the set is now empty.
+    /// Removes the row `id`; returns whether the set is now empty.
     fn remove(&mut self, id: &Id) -> bool {
         match self {
-            IdSet::One(x) => x == id,
+            IdSet::One(x) => x.id == *id,
             IdSet::Many(s) => {
                 s.remove(id);
                 if s.len() == 1 {
@@ -86,15 +146,16 @@ impl<Id: Ord + Clone> IdSet<Id> {
 /// Iterator over an [`IdSet`].
 #[derive(Debug, Clone)]
 pub enum IdSetIter<'a, Id> {
-    /// Over a single id.
-    One(Option<&'a Id>),
+    /// Over a single row.
+    One(Option<&'a RowKey<Id>>),
     /// Over a set.
-    Many(btree_set::Iter<'a, Id>),
+    Many(sorted::Iter<'a, RowKey<Id>>),
 }
 
 impl<'a, Id> Iterator for IdSetIter<'a, Id> {
-    type Item = &'a Id;
-    fn next(&mut self) -> Option<&'a Id> {
+    type Item = &'a RowKey<Id>;
+    #[inline]
+    fn next(&mut self) -> Option<&'a RowKey<Id>> {
         match self {
             IdSetIter::One(x) => x.take(),
             IdSetIter::Many(it) => it.next(),
@@ -104,6 +165,12 @@ impl<'a, Id> Iterator for IdSetIter<'a, Id> {
         match self {
             IdSetIter::One(x) => (usize::from(x.is_some()), Some(usize::from(x.is_some()))),
             IdSetIter::Many(it) => it.size_hint(),
+        }
+    }
+    fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, f: F) -> B {
+        match self {
+            IdSetIter::One(x) => x.into_iter().fold(init, f),
+            IdSetIter::Many(it) => it.fold(init, f),
         }
     }
 }
@@ -120,7 +187,7 @@ impl<Id> DoubleEndedIterator for IdSetIter<'_, Id> {
 impl<Id> ExactSizeIterator for IdSetIter<'_, Id> {}
 
 impl<'a, Id> IntoIterator for &'a IdSet<Id> {
-    type Item = &'a Id;
+    type Item = &'a RowKey<Id>;
     type IntoIter = IdSetIter<'a, Id>;
     fn into_iter(self) -> IdSetIter<'a, Id> {
         self.iter()
@@ -142,19 +209,19 @@ impl<K, Id> Default for HashIndex<K, Id> {
 }
 
 impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
-    /// Records that the row `id` holds `key`.
-    pub fn insert(&mut self, key: K, id: &Id) {
+    /// Records that `row` holds `key`.
+    pub fn insert(&mut self, key: K, row: &RowKey<Id>) {
         match self.map.entry(key) {
-            Entry::Occupied(mut e) => e.get_mut().insert(id),
+            Entry::Occupied(mut e) => e.get_mut().insert(row),
             Entry::Vacant(e) => {
-                e.insert(IdSet::One(id.clone()));
+                e.insert(IdSet::One(row.clone()));
             }
         }
     }
 
-    /// Forgets that the row `id` holds `key`.
-    pub fn remove(&mut self, key: &K, id: &Id) {
-        if self.map.get_mut(key).is_some_and(|set| set.remove(id)) {
+    /// Forgets that `row` holds `key`.
+    pub fn remove(&mut self, key: &K, row: &RowKey<Id>) {
+        if self.map.get_mut(key).is_some_and(|set| set.remove(&row.id)) {
             self.map.remove(key);
         }
     }
@@ -164,25 +231,25 @@ impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
         self.map.get(key)
     }
 
-    /// Moves the row `id` from `old` to `new`; nothing to do when they are equal.
-    pub fn update(&mut self, old: &K, new: &K, id: &Id)
+    /// Moves `row` from `old` to `new`; nothing to do when they are equal.
+    pub fn update(&mut self, old: &K, new: &K, row: &RowKey<Id>)
     where
         K: Clone,
     {
         if old != new {
-            self.remove(old, id);
-            self.insert(new.clone(), id);
+            self.remove(old, row);
+            self.insert(new.clone(), row);
         }
     }
 
-    /// Records that the row `id` holds `key`, cloning the key only if it is new.
-    fn insert_ref(&mut self, key: &K, id: &Id)
+    /// Records that `row` holds `key`, cloning the key only if it is new.
+    fn insert_ref(&mut self, key: &K, row: &RowKey<Id>)
     where
         K: Clone,
     {
         match self.map.get_mut(key) {
-            Some(ids) => ids.insert(id),
-            None => self.insert(key.clone(), id),
+            Some(ids) => ids.insert(row),
+            None => self.insert(key.clone(), row),
         }
     }
 
@@ -207,19 +274,32 @@ impl<K, Id> Default for OrderedIndex<K, Id> {
 }
 
 impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
-    /// Records that the row `id` holds `key`.
-    pub fn insert(&mut self, key: K, id: &Id) {
-        match self.map.entry(key) {
-            BTreeEntry::Occupied(mut e) => e.get_mut().insert(id),
-            BTreeEntry::Vacant(e) => {
-                e.insert(IdSet::One(id.clone()));
+    /// Records that `row` holds `key`.
+    pub fn insert(&mut self, key: K, row: &RowKey<Id>) {
+        // Keys mostly arrive in ascending order (timestamps, counters): appending past the
+        // last key skips the entry search's second descent.
+        if let Some(mut last) = self.map.last_entry() {
+            match key.cmp(last.key()) {
+                Ordering::Greater => {
+                    self.map.insert(key, IdSet::One(row.clone()));
+                    return;
+                }
+                Ordering::Equal => {
+                    last.get_mut().insert(row);
+                    return;
+                }
+                Ordering::Less => {}
             }
         }
+        self.map
+            .entry(key)
+            .and_modify(|set| set.insert(row))
+            .or_insert_with(|| IdSet::One(row.clone()));
     }
 
-    /// Forgets that the row `id` holds `key`.
-    pub fn remove(&mut self, key: &K, id: &Id) {
-        if self.map.get_mut(key).is_some_and(|set| set.remove(id)) {
+    /// Forgets that `row` holds `key`.
+    pub fn remove(&mut self, key: &K, row: &RowKey<Id>) {
+        if self.map.get_mut(key).is_some_and(|set| set.remove(&row.id)) {
             self.map.remove(key);
         }
     }
@@ -229,19 +309,22 @@ impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
         self.map.get(key)
     }
 
-    /// Moves the row `id` from `old` to `new`; nothing to do when they are equal.
-    pub fn update(&mut self, old: &K, new: &K, id: &Id)
+    /// Moves `row` from `old` to `new`; nothing to do when they are equal.
+    pub fn update(&mut self, old: &K, new: &K, row: &RowKey<Id>)
     where
         K: Clone,
     {
         if old != new {
-            self.remove(old, id);
-            self.insert(new.clone(), id);
+            self.remove(old, row);
+            self.insert(new.clone(), row);
         }
     }
 
-    /// The ids of rows whose key lies in `range`, in key order.
-    pub fn range<'a, R: RangeBounds<K>>(&'a self, range: R) -> impl Iterator<Item = &'a Id> + 'a
+    /// The rows whose key lies in `range`, in key order.
+    pub fn range<'a, R: RangeBounds<K>>(
+        &'a self,
+        range: R,
+    ) -> impl Iterator<Item = &'a RowKey<Id>> + 'a
     where
         K: 'a,
     {
@@ -257,7 +340,7 @@ impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
         inner.into_iter().flatten().flat_map(|(_, ids)| ids.iter())
     }
 
-    /// Every id, ordered by key then id, in `direction`: what an `order_by` on this field
+    /// Every row, ordered by key then id, in `direction`: what an `order_by` on this field
     /// walks.
     pub fn walk(&self, direction: Direction) -> IdWalk<'_, Id> {
         match direction {
@@ -283,45 +366,45 @@ impl<K, Id> Default for InvertedIndex<K, Id> {
 
 impl<K: Hash + Eq + Clone, Id: Ord + Clone> InvertedIndex<K, Id> {
     /// Records every element of a row's collection (duplicates are fine).
-    pub fn insert<'k>(&mut self, elements: impl IntoIterator<Item = &'k K>, id: &Id)
+    pub fn insert<'k>(&mut self, elements: impl IntoIterator<Item = &'k K>, row: &RowKey<Id>)
     where
         K: 'k,
     {
         for k in elements {
-            self.inner.insert_ref(k, id);
+            self.inner.insert_ref(k, row);
         }
     }
 
     /// Replaces a row's collection `old` with `new`: only elements that left or joined
     /// change the index.
-    pub fn update(&mut self, old: &[K], new: &[K], id: &Id) {
+    pub fn update(&mut self, old: &[K], new: &[K], row: &RowKey<Id>) {
         if old == new {
             return;
         }
         if old.len().saturating_mul(new.len()) > 1024 {
-            self.remove(old, id);
-            self.insert(new, id);
+            self.remove(old, row);
+            self.insert(new, row);
             return;
         }
         for k in old {
             if !new.contains(k) {
-                self.inner.remove(k, id);
+                self.inner.remove(k, row);
             }
         }
         for k in new {
             if !old.contains(k) {
-                self.inner.insert_ref(k, id);
+                self.inner.insert_ref(k, row);
             }
         }
     }
 
     /// Forgets every element of a row's collection.
-    pub fn remove<'k>(&mut self, elements: impl IntoIterator<Item = &'k K>, id: &Id)
+    pub fn remove<'k>(&mut self, elements: impl IntoIterator<Item = &'k K>, row: &RowKey<Id>)
     where
         K: 'k,
     {
         for k in elements {
-            self.inner.remove(k, id);
+            self.inner.remove(k, row);
         }
     }
 
@@ -331,10 +414,10 @@ impl<K: Hash + Eq + Clone, Id: Ord + Clone> InvertedIndex<K, Id> {
     }
 }
 
-/// What the planner knows so far: the smallest candidate id set offered.
+/// What the planner knows so far: the smallest candidate set offered.
 ///
 /// Filters call the `offer_*` methods from [`ModelFilter::plan`](super::ModelFilter::plan);
-/// an offer must contain every id that can match the clause it comes from.
+/// an offer must contain every row that can match the clause it comes from.
 #[derive(Debug)]
 pub struct Plan<'i, Id> {
     best: Option<Candidates<'i, Id>>,
@@ -344,6 +427,7 @@ pub struct Plan<'i, Id> {
 enum Candidates<'i, Id> {
     One(&'i IdSet<Id>),
     Union(Vec<&'i IdSet<Id>>, usize),
+    Keys(Vec<&'i RowKey<Id>>),
     Ids(Vec<&'i Id>),
 }
 
@@ -352,7 +436,29 @@ impl<Id> Candidates<'_, Id> {
         match self {
             Candidates::One(s) => s.len(),
             Candidates::Union(_, n) => *n,
+            Candidates::Keys(v) => v.len(),
             Candidates::Ids(v) => v.len(),
+        }
+    }
+}
+
+/// The planner's choice, in ascending id order without duplicates.
+#[derive(Debug)]
+pub(crate) enum Chosen<'i, Id> {
+    /// One index entry, as the index holds it.
+    Set(&'i IdSet<Id>),
+    /// Rows located by an index.
+    Keys(Vec<&'i RowKey<Id>>),
+    /// Ids named by the filter, to look up.
+    Ids(Vec<&'i Id>),
+}
+
+impl<Id> Chosen<'_, Id> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chosen::Set(s) => s.len(),
+            Chosen::Keys(v) => v.len(),
+            Chosen::Ids(v) => v.len(),
         }
     }
 }
@@ -390,40 +496,58 @@ impl<'i, Id: Ord> Plan<'i, Id> {
         self.keep(Candidates::Union(sets, n));
     }
 
-    /// Offers ids from an iterator (a range walk, a direct id clause). The walk stops as
-    /// soon as it is no smaller than the best offer so far.
-    pub fn offer_ids(&mut self, ids: impl IntoIterator<Item = &'i Id>) {
-        let cap = self.best_len().unwrap_or(usize::MAX);
-        let mut v = Vec::new();
-        for id in ids {
-            if v.len() >= cap {
-                return;
-            }
-            v.push(id);
+    /// Offers rows an index located (a range walk). The walk stops as soon as it is no
+    /// smaller than the best offer so far.
+    pub fn offer_keys(&mut self, keys: impl IntoIterator<Item = &'i RowKey<Id>>) {
+        if let Some(v) = self.take_below_best(keys) {
+            self.keep(Candidates::Keys(v));
         }
-        self.keep(Candidates::Ids(v));
     }
 
-    /// The chosen candidates, in ascending id order without duplicates; `None` when no
-    /// clause was indexed (scan every row).
-    pub(crate) fn into_ids(self) -> Option<Vec<&'i Id>> {
+    /// Offers ids named by the filter (a direct id clause); they are looked up in the
+    /// table. Stops as soon as the offer is no smaller than the best so far.
+    pub fn offer_ids(&mut self, ids: impl IntoIterator<Item = &'i Id>) {
+        if let Some(v) = self.take_below_best(ids) {
+            self.keep(Candidates::Ids(v));
+        }
+    }
+
+    fn take_below_best<T>(&self, items: impl IntoIterator<Item = T>) -> Option<Vec<T>> {
+        let cap = self.best_len().unwrap_or(usize::MAX);
+        let mut v = Vec::new();
+        for x in items {
+            if v.len() >= cap {
+                return None;
+            }
+            v.push(x);
+        }
+        Some(v)
+    }
+
+    /// The chosen candidates; `None` when no clause was indexed (scan every row).
+    pub(crate) fn choose(self) -> Option<Chosen<'i, Id>> {
         Some(match self.best? {
-            Candidates::One(s) => s.iter().collect(),
+            Candidates::One(s) => Chosen::Set(s),
             Candidates::Union(sets, n) => {
                 let mut v = Vec::with_capacity(n);
-                for s in sets {
+                for s in &sets {
                     v.extend(s.iter());
                 }
-                if v.len() > 1 {
+                if sets.len() > 1 {
                     v.sort_unstable();
                     v.dedup();
                 }
-                v
+                Chosen::Keys(v)
+            }
+            Candidates::Keys(mut v) => {
+                v.sort_unstable();
+                v.dedup();
+                Chosen::Keys(v)
             }
             Candidates::Ids(mut v) => {
                 v.sort_unstable();
                 v.dedup();
-                v
+                Chosen::Ids(v)
             }
         })
     }
@@ -433,44 +557,53 @@ impl<'i, Id: Ord> Plan<'i, Id> {
 mod tests {
     use super::*;
 
+    fn key(id: u64) -> RowKey<u64> {
+        RowKey::new(id, id as u32)
+    }
+
+    fn ids<'a>(it: impl Iterator<Item = &'a RowKey<u64>>) -> Vec<u64> {
+        it.map(|k| *k.id()).collect()
+    }
+
     #[test]
     fn ordered_index_ranges_and_walks() {
         let mut ix = OrderedIndex::<u32, u64>::default();
         for (k, id) in [(5, 1), (3, 2), (5, 0), (9, 3)] {
-            ix.insert(k, &id);
+            ix.insert(k, &key(id));
         }
-        assert_eq!(ix.range(4..=9).copied().collect::<Vec<_>>(), [0, 1, 3]);
+        assert_eq!(ids(ix.range(4..=9)), [0, 1, 3]);
         #[allow(clippy::reversed_empty_ranges)]
         let inverted = ix.range(9..4).count();
         assert_eq!(inverted, 0);
         assert_eq!(ix.range(5..5).count(), 0);
-        let asc: Vec<_> = ix.walk(Direction::Asc).copied().collect();
-        let desc: Vec<_> = ix.walk(Direction::Desc).copied().collect();
-        assert_eq!(asc, [2, 0, 1, 3]);
-        assert_eq!(desc, [3, 1, 0, 2]);
-        ix.remove(&5, &0);
-        assert_eq!(ix.get(&5), Some(&IdSet::One(1)));
-        ix.remove(&5, &1);
+        assert_eq!(ids(ix.walk(Direction::Asc)), [2, 0, 1, 3]);
+        assert_eq!(ids(ix.walk(Direction::Desc)), [3, 1, 0, 2]);
+        ix.remove(&5, &key(0));
+        assert_eq!(ix.get(&5), Some(&IdSet::One(key(1))));
+        ix.remove(&5, &key(1));
         assert!(ix.get(&5).is_none());
-        ix.remove(&9, &7); // not there: nothing changes
-        assert_eq!(ix.get(&9), Some(&IdSet::One(3)));
+        ix.remove(&9, &key(7)); // not there: nothing changes
+        assert_eq!(ix.get(&9), Some(&IdSet::One(key(3))));
     }
 
     #[test]
     fn plan_keeps_the_smallest_offer() {
-        let a = IdSet::Many((0..10u64).collect());
-        let b = IdSet::Many([7u64, 3].into());
+        let a = IdSet::Many(SortedSet::from_sorted((0..10u64).map(key).collect()));
+        let b = IdSet::Many(SortedSet::from_sorted(vec![key(3), key(7)]));
         let mut plan = Plan::default();
         assert!(plan.best_len().is_none());
         plan.offer_set(Some(&a));
         plan.offer_union([Some(&b), Some(&b)]);
         assert_eq!(plan.best_len(), Some(4));
-        plan.offer_ids(a.iter()); // larger, abandoned early
-        assert_eq!(plan.into_ids().unwrap(), [&3, &7]);
+        plan.offer_keys(a.iter()); // larger, abandoned early
+        let Some(Chosen::Keys(v)) = plan.choose() else {
+            panic!("the union is chosen")
+        };
+        assert_eq!(ids(v.into_iter()), [3, 7]);
 
         let mut plan = Plan::default();
         plan.offer_set(Some(&a));
         plan.offer_set(None);
-        assert_eq!(plan.into_ids().unwrap(), Vec::<&u64>::new());
+        assert_eq!(plan.choose().map(|c| c.len()), Some(0));
     }
 }

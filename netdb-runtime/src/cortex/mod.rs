@@ -68,6 +68,7 @@ mod model;
 mod query;
 pub mod schema_lock;
 pub mod snapshot;
+mod sorted;
 mod table;
 mod watch;
 
@@ -80,7 +81,7 @@ pub use error::{
     ApplyError, CortexError, EventDecodeError, FoldError, FoldErrorKind, SnapshotError,
 };
 pub use event_meta::{EventMeta, EventMetaError, SeqOrTs};
-pub use index::{HashIndex, IdSet, IdSetIter, InvertedIndex, OrderedIndex, Plan};
+pub use index::{HashIndex, IdSet, IdSetIter, InvertedIndex, OrderedIndex, Plan, RowKey};
 pub use log::{CortexLog, LogTail};
 pub use model::{
     ApplyEvent, CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk,
@@ -93,5 +94,6 @@ pub use schema_lock::{
     SchemaLockError, SchemaLockStatus, check_schema_lock, check_schema_lock_with,
 };
 pub use snapshot::SnapshotInfo;
+pub use sorted::SortedSet;
 pub use table::{Table, TableMut};
 pub use watch::{Watch, WatchStream};

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApplyError, EventDecodeError};
-use super::index::Plan;
+use super::index::{Plan, RowKey};
 use super::query::Query;
 use super::table::TableMut;
 use super::watch::Watch;
@@ -229,15 +229,15 @@ pub trait ModelOrder<M: CortexModel>: Clone + Debug + PartialEq + Send + Sync + 
     /// direction. [`order_by_key`] implements that for one key.
     fn compare(&self, a: &M, b: &M) -> Ordering;
 
-    /// The ids in this order, walked from an ordered index, if one backs the ordering.
+    /// The rows in this order, walked from an ordered index, if one backs the ordering.
     fn walk<'i>(&self, indexes: &'i M::Indexes) -> Option<IdWalk<'i, M::Id>> {
         let _ = indexes;
         None
     }
 }
 
-/// Ids in order, from an ordered index.
-pub type IdWalk<'i, Id> = Box<dyn Iterator<Item = &'i Id> + 'i>;
+/// Rows in order, from an ordered index.
+pub type IdWalk<'i, Id> = Box<dyn Iterator<Item = &'i RowKey<Id>> + 'i>;
 
 /// Compares two rows by one key, then by id, both in `direction`: the comparator of a
 /// keyed ordering.
@@ -288,21 +288,21 @@ impl<M: CortexModel> ModelOrder<M> for IdOrder {
 /// [`OrderedIndex`](super::OrderedIndex) or [`InvertedIndex`](super::InvertedIndex) per
 /// indexed field and forwards these calls to each.
 pub trait IndexSet<M: CortexModel>: Default + Debug + Send + Sync + 'static {
-    /// Adds `row` (stored under `id`).
-    fn insert(&mut self, id: &M::Id, row: &M);
-    /// Removes `row` (stored under `id`); `row` is the value that was inserted.
-    fn remove(&mut self, id: &M::Id, row: &M);
-    /// Replaces `old` with `new` under `id`. The default removes then inserts.
-    fn update(&mut self, id: &M::Id, old: &M, new: &M) {
-        self.remove(id, old);
-        self.insert(id, new);
+    /// Adds `row`, stored under `key` (its id and slot: what the indexes record).
+    fn insert(&mut self, key: &RowKey<M::Id>, row: &M);
+    /// Removes `row`, stored under `key`; `row` is the value that was inserted.
+    fn remove(&mut self, key: &RowKey<M::Id>, row: &M);
+    /// Replaces `old` with `new` under `key`. The default removes then inserts.
+    fn update(&mut self, key: &RowKey<M::Id>, old: &M, new: &M) {
+        self.remove(key, old);
+        self.insert(key, new);
     }
 }
 
 impl<M: CortexModel> IndexSet<M> for () {
-    fn insert(&mut self, _: &M::Id, _: &M) {}
-    fn remove(&mut self, _: &M::Id, _: &M) {}
-    fn update(&mut self, _: &M::Id, _: &M, _: &M) {}
+    fn insert(&mut self, _: &RowKey<M::Id>, _: &M) {}
+    fn remove(&mut self, _: &RowKey<M::Id>, _: &M) {}
+    fn update(&mut self, _: &RowKey<M::Id>, _: &M, _: &M) {}
 }
 
 /// A model's schema: the version the author declares, and a fingerprint of the fields that

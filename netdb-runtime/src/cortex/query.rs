@@ -5,9 +5,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use super::index::Plan;
+use super::index::{Chosen, Plan};
 use super::model::{CortexModel, Direction, ModelFilter, ModelOrder};
-use super::table::Table;
+use super::table::{Rows, Table};
 
 /// Below this many candidates, sorting them beats walking an ordered index.
 const SMALL_CANDIDATE_SET: usize = 256;
@@ -70,13 +70,10 @@ impl<M: CortexModel> QuerySpec<M> {
         let rows = table.rows();
         let mut plan = Plan::default();
         self.filter.plan(table.indexes(), &mut plan);
-        // Fetching a candidate by id costs about ten times testing a row in a scan: a large
-        // offer is slower than scanning everything.
-        let candidates = if plan.best_len().is_some_and(|n| n > rows.len() / 8) {
-            None
-        } else {
-            plan.into_ids()
-        };
+        let candidates = plan.choose();
+        // The filter's only clause is answered by one index entry: its rows are exactly the
+        // result, and none needs testing.
+        let exact = candidates.is_some() && self.filter.exact_count(table.indexes()).is_some();
         let order = self.order.clone().unwrap_or_else(M::OrderBy::id_asc);
         let mut skip = self.offset;
         let mut left = self.limit.unwrap_or(usize::MAX);
@@ -93,50 +90,51 @@ impl<M: CortexModel> QuerySpec<M> {
                 ControlFlow::Continue(())
             }
         };
-        let matching = |row: &&'a Arc<M>| self.filter.matches(row);
+        let matching = |row: &&'a Arc<M>| exact || self.filter.matches(row);
 
         if let Some(dir) = order.id_direction() {
             // Candidates and rows are both in ascending id order already.
-            match candidates {
-                Some(ids) => {
-                    let it = ids.into_iter().filter_map(|id| rows.get(id));
-                    let _ = match dir {
-                        Direction::Asc => it.filter(matching).try_for_each(&mut emit),
-                        Direction::Desc => it.rev().filter(matching).try_for_each(&mut emit),
-                    };
+            let mut each = |row: &'a Arc<M>| {
+                if matching(&row) {
+                    emit(row)
+                } else {
+                    ControlFlow::Continue(())
                 }
-                None => {
-                    let _ = match dir {
-                        Direction::Asc => rows.values().filter(matching).try_for_each(&mut emit),
-                        Direction::Desc => {
-                            rows.values().rev().filter(matching).try_for_each(&mut emit)
-                        }
-                    };
-                }
-            }
+            };
+            let _ = match &candidates {
+                Some(c) => visit_candidates(rows, c, dir, &mut each),
+                None => match dir {
+                    Direction::Asc => rows.values().try_for_each(&mut each),
+                    Direction::Desc => rows.values().rev().try_for_each(&mut each),
+                },
+            };
             return;
         }
 
         let walk = match &candidates {
-            Some(ids) if ids.len() <= SMALL_CANDIDATE_SET => None,
+            Some(c) if c.len() <= SMALL_CANDIDATE_SET => None,
             _ => order.walk(table.indexes()),
         };
         if let Some(walk) = walk {
             // The index yields rows already in order: stop as soon as the limit is reached.
+            // (An exact candidate set is not the walk: every walked row is tested.)
             let _ = walk
-                .filter_map(|id| rows.get(id))
-                .filter(matching)
+                .map(|k| rows.at(k))
+                .filter(|row| self.filter.matches(row))
                 .try_for_each(&mut emit);
             return;
         }
 
-        let mut hits: Vec<&'a Arc<M>> = match candidates {
-            Some(ids) => ids
-                .into_iter()
-                .filter_map(|id| rows.get(id))
-                .filter(matching)
-                .collect(),
-            None => rows.values().filter(matching).collect(),
+        let mut hits: Vec<&'a Arc<M>> = Vec::new();
+        let mut push = |row: &'a Arc<M>| {
+            if matching(&row) {
+                hits.push(row);
+            }
+            ControlFlow::Continue(())
+        };
+        let _ = match &candidates {
+            Some(c) => visit_candidates(rows, c, Direction::Asc, &mut push),
+            None => rows.values().try_for_each(&mut push),
         };
         let cmp = |a: &&Arc<M>, b: &&Arc<M>| order.compare(a, b);
         let wanted = self.offset.saturating_add(self.limit.unwrap_or(usize::MAX));
@@ -298,6 +296,26 @@ impl<'a, M: CortexModel> Query<'a, M> {
             ControlFlow::Break(())
         });
         found
+    }
+}
+
+/// Calls `f` with the rows of the planner's candidates, in id order (`dir`), until it
+/// breaks.
+fn visit_candidates<'a, M: CortexModel>(
+    rows: &'a Rows<M>,
+    chosen: &Chosen<'_, M::Id>,
+    dir: Direction,
+    f: &mut impl FnMut(&'a Arc<M>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    match (chosen, dir) {
+        (Chosen::Set(s), Direction::Asc) => s.iter().try_for_each(|k| f(rows.at(k))),
+        (Chosen::Set(s), Direction::Desc) => s.iter().rev().try_for_each(|k| f(rows.at(k))),
+        (Chosen::Keys(v), Direction::Asc) => v.iter().try_for_each(|k| f(rows.at(k))),
+        (Chosen::Keys(v), Direction::Desc) => v.iter().rev().try_for_each(|k| f(rows.at(k))),
+        (Chosen::Ids(v), Direction::Asc) => v.iter().filter_map(|id| rows.get(id)).try_for_each(f),
+        (Chosen::Ids(v), Direction::Desc) => {
+            v.iter().rev().filter_map(|id| rows.get(id)).try_for_each(f)
+        }
     }
 }
 

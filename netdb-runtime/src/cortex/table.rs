@@ -1,55 +1,131 @@
 //! The materialized state of a model: rows by id, their indexes, and the bookkeeping the
 //! fold needs (what it touched, how to undo a failed event).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
 
+use super::index::RowKey;
 use super::model::{CortexModel, FastHash, IndexSet, ModelFilter};
 use super::query::{Query, QuerySpec};
+use super::sorted::SortedSet;
 
-/// The rows by id, twice: ordered (for scans in id order) and hashed (for lookups).
+/// The rows, stored once in slots, found by id through a hash map and walked in id order
+/// through a sorted set of keys. Indexes hold [`RowKey`]s, so a candidate's row is one
+/// array access away; a row keeps its slot while it lives, so updates touch no index entry
+/// whose key did not change.
+///
+/// Invariant: every key in `ordered` and every slot in `by_id` names a filled slot. Writes
+/// fill the slot first, then add the key to `ordered`, then to `by_id`, so a panic in the
+/// id's `Ord` or `Hash` (model code) leaves at worst an unreferenced slot; `remove` clears
+/// whichever of the two maps holds the id, which is how a rollback puts things back.
 pub(crate) struct Rows<M: CortexModel> {
-    ordered: BTreeMap<M::Id, Arc<M>>,
-    by_id: HashMap<M::Id, Arc<M>, FastHash>,
+    slots: Vec<Option<Arc<M>>>,
+    free: Vec<u32>,
+    /// Each row's slot, and the row again: a look-up by id then reads no second array.
+    by_id: HashMap<M::Id, (u32, Arc<M>), FastHash>,
+    ordered: SortedSet<RowKey<M::Id>>,
 }
 
 impl<M: CortexModel> Default for Rows<M> {
     fn default() -> Self {
         Rows {
-            ordered: BTreeMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             by_id: HashMap::default(),
+            ordered: SortedSet::default(),
         }
     }
 }
 
+const LIVE: &str = "a live row key names a filled slot";
+
 impl<M: CortexModel> Rows<M> {
+    /// Rows sorted by strictly ascending id, stored in that order.
+    fn from_sorted(rows: Vec<Arc<M>>) -> Self {
+        let mut by_id = HashMap::with_capacity_and_hasher(rows.len(), FastHash::default());
+        let mut keys = Vec::with_capacity(rows.len());
+        for (slot, row) in rows.iter().enumerate() {
+            let slot = slot_number(slot);
+            by_id.insert(row.id().clone(), (slot, Arc::clone(row)));
+            keys.push(RowKey::new(row.id().clone(), slot));
+        }
+        Rows {
+            slots: rows.into_iter().map(Some).collect(),
+            free: Vec::new(),
+            by_id,
+            ordered: SortedSet::from_sorted(keys),
+        }
+    }
+
+    #[inline]
     pub(crate) fn get(&self, id: &M::Id) -> Option<&Arc<M>> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|(_, row)| row)
     }
 
-    // The ordered map is written first and read second, so a panicking `Ord` on the id
-    // (model code) leaves the two maps in step: an id missing from `by_id` is missing from
-    // `ordered` too, and undoing it never compares it.
-    fn insert(&mut self, id: M::Id, row: Arc<M>) -> Option<Arc<M>> {
-        let old = self.ordered.insert(id.clone(), Arc::clone(&row));
-        self.by_id.insert(id, row);
-        old
+    /// The row an index or the id order names.
+    #[inline]
+    pub(crate) fn at(&self, key: &RowKey<M::Id>) -> &Arc<M> {
+        self.slots[key.slot()].as_ref().expect(LIVE)
     }
 
-    fn remove(&mut self, id: &M::Id) -> Option<Arc<M>> {
-        let old = self.by_id.remove(id)?;
-        self.ordered.remove(id);
-        Some(old)
+    /// Stores `row` under `id`, replacing the row with that id (which keeps its slot).
+    /// Returns the row's key and the row it replaced.
+    fn insert(&mut self, id: M::Id, row: Arc<M>) -> (RowKey<M::Id>, Option<Arc<M>>) {
+        match self.by_id.entry(id) {
+            Entry::Occupied(mut e) => {
+                let (slot, held) = e.get_mut();
+                let slot = *slot;
+                *held = Arc::clone(&row);
+                let old = self.slots[slot as usize].replace(row);
+                (RowKey::new(e.key().clone(), slot), old)
+            }
+            Entry::Vacant(e) => {
+                let held = Arc::clone(&row);
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.slots[slot as usize] = Some(row);
+                        slot
+                    }
+                    None => {
+                        self.slots.push(Some(row));
+                        slot_number(self.slots.len() - 1)
+                    }
+                };
+                let key = RowKey::new(e.key().clone(), slot);
+                self.ordered.insert(key.clone());
+                e.insert((slot, held));
+                (key, None)
+            }
+        }
+    }
+
+    /// Removes the row `id`; returns its key and the row.
+    fn remove(&mut self, id: &M::Id) -> Option<(RowKey<M::Id>, Arc<M>)> {
+        let hashed = self.by_id.remove(id);
+        let key = self.ordered.remove(id);
+        let slot = match (&key, hashed) {
+            (Some(k), _) => k.slot(),
+            (None, Some((slot, _))) => slot as usize,
+            (None, None) => return None,
+        };
+        let row = self.slots[slot].take()?;
+        self.free.push(slot_number(slot));
+        let key = key.unwrap_or_else(|| RowKey::new(row.id().clone(), slot_number(slot)));
+        Some((key, row))
+    }
+
+    /// The rows in id order, with their keys.
+    pub(crate) fn entries(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&RowKey<M::Id>, &Arc<M>)> + ExactSizeIterator {
+        self.ordered.iter().map(|k| (k, self.at(k)))
     }
 
     /// The rows in id order.
-    pub(crate) fn values(&self) -> std::collections::btree_map::Values<'_, M::Id, Arc<M>> {
-        self.ordered.values()
-    }
-
-    fn iter(&self) -> std::collections::btree_map::Iter<'_, M::Id, Arc<M>> {
-        self.ordered.iter()
+    pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &Arc<M>> + ExactSizeIterator {
+        self.ordered.iter().map(|k| self.at(k))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -59,6 +135,10 @@ impl<M: CortexModel> Rows<M> {
     fn is_empty(&self) -> bool {
         self.ordered.is_empty()
     }
+}
+
+fn slot_number(slot: usize) -> u32 {
+    u32::try_from(slot).expect("a table holds fewer than 2^32 rows")
 }
 
 /// A changed row's id and the row after the change (`None`: removed).
@@ -115,17 +195,28 @@ impl<M: CortexModel> Default for Table<M> {
 impl<M: CortexModel> Table<M> {
     /// A table holding `rows` (later duplicates of an id replace earlier ones).
     pub(crate) fn from_rows(rows: Vec<M>, folded_through: Option<u64>) -> Self {
+        let mut rows: Vec<Arc<M>> = rows.into_iter().map(Arc::new).collect();
+        // Snapshots store rows in id order: then the rows go into their slots as they are.
+        if !rows.windows(2).all(|w| w[0].id() < w[1].id()) {
+            // Stable, so the last of equal ids is last; keep it.
+            rows.sort_by(|a, b| a.id().cmp(b.id()));
+            let mut kept: Vec<Arc<M>> = Vec::with_capacity(rows.len());
+            for row in rows {
+                match kept.last_mut() {
+                    Some(last) if last.id() == row.id() => *last = row,
+                    _ => kept.push(row),
+                }
+            }
+            rows = kept;
+        }
         let mut t = Table {
+            rows: Rows::from_sorted(rows),
             folded_through,
             ..Table::default()
         };
-        for row in rows {
-            let id = row.id().clone();
-            let row = Arc::new(row);
-            if let Some(old) = t.rows.insert(id.clone(), Arc::clone(&row)) {
-                t.indexes.remove(&id, &old);
-            }
-            t.indexes.insert(&id, &row);
+        let Table { rows, indexes, .. } = &mut t;
+        for (key, row) in rows.entries() {
+            indexes.insert(key, row);
         }
         t
     }
@@ -140,9 +231,11 @@ impl<M: CortexModel> Table<M> {
         self.rows.get(id).cloned()
     }
 
-    /// Every row matching `filter`, in id order.
-    pub fn find_many(&self, filter: &M::Filter) -> Vec<M> {
-        self.query_with(filter.clone()).collect()
+    /// Every row matching `filter`, in id order, borrowed from the table (nothing is
+    /// cloned). For owned rows: `query().with_filter(filter).collect()` (copies) or
+    /// `.collect_arcs()` (shared).
+    pub fn find_many(&self, filter: &M::Filter) -> Vec<&M> {
+        self.query_with(filter.clone()).iter().collect()
     }
 
     /// How many rows match `filter`.
@@ -244,13 +337,12 @@ impl<M: CortexModel> Table<M> {
         self.fault = None;
         self.touched.truncate(self.touched_mark);
         while let Some((id, before)) = self.journal.pop() {
-            let now = self.rows.remove(&id);
-            if let Some(now) = &now {
-                self.indexes.remove(&id, now);
+            if let Some((key, now)) = self.rows.remove(&id) {
+                self.indexes.remove(&key, &now);
             }
             if let Some(before) = before {
-                self.indexes.insert(&id, &before);
-                self.rows.insert(id, before);
+                let (key, _) = self.rows.insert(id, Arc::clone(&before));
+                self.indexes.insert(&key, &before);
             }
         }
     }
@@ -296,14 +388,15 @@ impl<M: CortexModel> TableMut<'_, M> {
         let id = row.id().clone();
         let row = Arc::new(row);
         let t = &mut *self.table;
-        t.record(&id, t.rows.get(&id).cloned());
-        // Rows first, then indexes: undo removes the new row's keys, whichever were added.
-        let old = t.rows.insert(id.clone(), Arc::clone(&row));
+        // Rows first (a panic in the id's `Hash` / `Ord` changes nothing there), then the
+        // journal, then indexes: undo removes the new row's keys, whichever were added.
+        let (key, old) = t.rows.insert(id, Arc::clone(&row));
+        t.record(key.id(), old.clone());
         match &old {
-            Some(old) => t.indexes.update(&id, old, &row),
-            None => t.indexes.insert(&id, &row),
+            Some(old) => t.indexes.update(&key, old, &row),
+            None => t.indexes.insert(&key, &row),
         }
-        t.track_change(&id, Some(&row));
+        t.track_change(key.id(), Some(&row));
         old
     }
 
@@ -332,8 +425,8 @@ impl<M: CortexModel> TableMut<'_, M> {
         }
         let new = Arc::new(new);
         t.record(id, Some(Arc::clone(&old)));
-        t.rows.insert(id.clone(), Arc::clone(&new));
-        t.indexes.update(id, &old, &new);
+        let (key, _) = t.rows.insert(id.clone(), Arc::clone(&new));
+        t.indexes.update(&key, &old, &new);
         t.track_change(id, Some(&new));
         true
     }
@@ -343,8 +436,9 @@ impl<M: CortexModel> TableMut<'_, M> {
         let t = &mut *self.table;
         let old = Arc::clone(t.rows.get(id)?);
         t.record(id, Some(Arc::clone(&old)));
-        t.rows.remove(id);
-        t.indexes.remove(id, &old);
+        if let Some((key, _)) = t.rows.remove(id) {
+            t.indexes.remove(&key, &old);
+        }
         t.track_change(id, None);
         Some(old)
     }
@@ -354,9 +448,9 @@ impl<M: CortexModel> TableMut<'_, M> {
         let ids: Vec<M::Id> = self
             .table
             .rows
-            .iter()
-            .filter(|(_, r)| filter.matches(r))
-            .map(|(id, _)| id.clone())
+            .values()
+            .filter(|r| filter.matches(r))
+            .map(|r| r.id().clone())
             .collect();
         for id in &ids {
             self.remove(id);

@@ -9,8 +9,8 @@ use std::ops::Bound;
 use netdb_runtime::cortex::{
     ApplyError, CortexEvent, CortexModel, Direction, EventContext, EventDecodeError, Field,
     HashIndex, IdWalk, IndexSet, InvertedIndex, Migration, ModelFilter, ModelOrder, OrderedIndex,
-    Plan, Query, Route, Schema, TableMut, Watch, contains_ignore_case, migrate_row, migrate_rows,
-    order_by_key, route_hash,
+    Plan, Query, Route, RowKey, Schema, TableMut, Watch, contains_ignore_case, migrate_row,
+    migrate_rows, order_by_key, route_hash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -327,7 +327,7 @@ impl ModelFilter<Task> for TaskFilter {
             plan.offer_union(v.iter().map(|s| ix.status.get(s)));
         }
         if let Some(range) = &self.created {
-            plan.offer_ids(ix.created.range(*range));
+            plan.offer_keys(ix.created.range(*range));
         }
         if let Some(t) = &self.tag {
             plan.offer_set(ix.tags.get(t));
@@ -432,17 +432,17 @@ pub struct TaskIndexes {
 }
 
 impl IndexSet<Task> for TaskIndexes {
-    fn insert(&mut self, id: &u64, r: &Task) {
+    fn insert(&mut self, id: &RowKey<u64>, r: &Task) {
         self.status.insert(r.status, id);
         self.created.insert(r.created_ns, id);
         self.tags.insert(&r.tags, id);
     }
-    fn remove(&mut self, id: &u64, r: &Task) {
+    fn remove(&mut self, id: &RowKey<u64>, r: &Task) {
         self.status.remove(&r.status, id);
         self.created.remove(&r.created_ns, id);
         self.tags.remove(&r.tags, id);
     }
-    fn update(&mut self, id: &u64, old: &Task, new: &Task) {
+    fn update(&mut self, id: &RowKey<u64>, old: &Task, new: &Task) {
         self.status.update(&old.status, &new.status, id);
         self.created.update(&old.created_ns, &new.created_ns, id);
         self.tags.update(&old.tags, &new.tags, id);
