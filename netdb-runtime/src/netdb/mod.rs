@@ -37,16 +37,20 @@ const MAGIC: &[u8; 8] = b"NDBBUNDL";
 const FORMAT: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct BundleBody {
+struct BundleBody<'a> {
     format: u8,
-    models: Vec<BundleEntry>,
+    #[serde(borrow)]
+    models: Vec<BundleEntry<'a>>,
 }
 
+/// A model's entry. The envelope is a byte string (a length, then the bytes): written and
+/// read as one slice, and borrowed from the bundle when decoding, never copied.
 #[derive(Serialize, Deserialize)]
-struct BundleEntry {
+struct BundleEntry<'a> {
     channel: String,
     last_seq: Option<u64>,
-    envelope: Vec<u8>,
+    #[serde(borrow)]
+    envelope: &'a [u8],
 }
 
 /// A model adapter whose snapshot can go into a bundle: every [`CortexAdapter`].
@@ -107,20 +111,26 @@ impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
 /// One bundle holding every model's snapshot, each in its own envelope: what
 /// [`NetDb::snapshot`] and the generated `snapshot()` of `#[derive(NetDb)]` return.
 pub fn bundle_of(models: &[&dyn BundleModel]) -> Result<Vec<u8>, CortexError> {
-    let mut entries = Vec::with_capacity(models.len());
-    for m in models {
-        let (envelope, last_seq) = m.snapshot()?;
-        entries.push(BundleEntry {
-            channel: m.channel().to_owned(),
-            last_seq,
-            envelope,
-        });
-    }
+    let snapshots = models
+        .iter()
+        .map(|m| m.snapshot())
+        .collect::<Result<Vec<_>, _>>()?;
     let body = BundleBody {
         format: FORMAT,
-        models: entries,
+        models: models
+            .iter()
+            .zip(&snapshots)
+            .map(|(m, (envelope, last_seq))| BundleEntry {
+                channel: m.channel().to_owned(),
+                last_seq: *last_seq,
+                envelope,
+            })
+            .collect(),
     };
-    postcard::to_io(&body, MAGIC.to_vec()).map_err(|source| CortexError::Encode {
+    let size: usize = snapshots.iter().map(|(e, _)| e.len() + 64).sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + 16 + size);
+    out.extend_from_slice(MAGIC);
+    postcard::to_io(&body, out).map_err(|source| CortexError::Encode {
         channel: "netdb bundle",
         source,
     })
@@ -252,7 +262,7 @@ impl NetDbBuilder {
         }
         self.open_each(redex, |m| {
             match body.models.iter().find(|e| e.channel == m.channel) {
-                Some(e) => Ok(Source::Snapshot(&e.envelope, e.last_seq)),
+                Some(e) => Ok(Source::Snapshot(e.envelope, e.last_seq)),
                 None if m.config.snapshot_fallback() == SnapshotFallback::Replay => {
                     tracing::warn!(channel = m.channel, "no snapshot in the bundle; replaying");
                     Ok(Source::Replay(format!(
@@ -308,7 +318,7 @@ impl NetDbBuilder {
     }
 }
 
-fn decode_bundle(bytes: &[u8]) -> Result<BundleBody, SnapshotError> {
+fn decode_bundle(bytes: &[u8]) -> Result<BundleBody<'_>, SnapshotError> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or_else(|| SnapshotError::NotABundle {
@@ -411,5 +421,50 @@ impl NetDb {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod bundle_format_tests {
+    use super::*;
+
+    /// The bundle as format 1 first declared it: envelopes as `Vec<u8>`, which postcard
+    /// writes as a length then the bytes.
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct OwnedBody {
+        format: u8,
+        models: Vec<(String, Option<u64>, Vec<u8>)>,
+    }
+
+    #[test]
+    fn byte_string_envelopes_keep_the_format_1_bytes() {
+        let envelopes: Vec<Vec<u8>> = vec![vec![], vec![7; 3], (0..=255).collect()];
+        let owned = OwnedBody {
+            format: FORMAT,
+            models: envelopes
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("m{i}"), Some(i as u64), e.clone()))
+                .collect(),
+        };
+        let borrowed = BundleBody {
+            format: FORMAT,
+            models: owned
+                .models
+                .iter()
+                .map(|(channel, last_seq, envelope)| BundleEntry {
+                    channel: channel.clone(),
+                    last_seq: *last_seq,
+                    envelope,
+                })
+                .collect(),
+        };
+        let old = postcard::to_stdvec(&owned).unwrap();
+        assert_eq!(postcard::to_stdvec(&borrowed).unwrap(), old);
+        let mut bundle = MAGIC.to_vec();
+        bundle.extend_from_slice(&old);
+        let back = decode_bundle(&bundle).unwrap();
+        let got: Vec<&[u8]> = back.models.iter().map(|e| e.envelope).collect();
+        assert_eq!(got, envelopes.iter().map(Vec::as_slice).collect::<Vec<_>>());
     }
 }
