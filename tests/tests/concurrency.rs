@@ -17,10 +17,12 @@
 //!   indexes agree with the rows (also checked by readers while the fold runs), and the
 //!   change stream's `through_seq` only grows;
 //! * every watcher's emissions have non-decreasing folded seqs, and its last emission
-//!   equals the same query run on the final state.
+//!   equals the same query run on the final state;
+//! * snapshots (`NetDb::snapshot`) taken while all this runs succeed.
 //!
-//! It runs over an in-memory `Redex` and over a persistent directory (which is then
-//! reopened: the replay gives the same state).
+//! It runs over an in-memory `Redex` and over a persistent directory, which is then
+//! reopened: the replay gives the same state, and so does every snapshot taken during the
+//! writes, restored (`open_from_snapshot`) and then folding the events after it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -207,8 +209,8 @@ fn state_map(tasks: &TasksAdapter) -> BTreeMap<u64, Task> {
         .collect()
 }
 
-/// Runs the producers, tails, watchers and readers over `redex`; returns the final state.
-async fn load(redex: &Redex) -> BTreeMap<u64, Task> {
+/// Runs the producers, tails, watchers, readers and a snapshotter over `redex`.
+async fn load(redex: &Redex) -> Loaded {
     let per_producer = env_u64("NETDB_CONCURRENCY_EVENTS").unwrap_or(DEFAULT_EVENTS_PER_PRODUCER);
     let db = Arc::new(NetDb::open(redex, ORIGIN).expect("open"));
     let file = redex
@@ -264,6 +266,24 @@ async fn load(redex: &Redex) -> BTreeMap<u64, Task> {
             })
         })
         .collect();
+
+    // Bundle snapshots taken while the producers write and the fold runs, about one per
+    // sixteenth of the events.
+    let snapshotter = {
+        let (db, writing) = (Arc::clone(&db), Arc::clone(&writing));
+        let step = (ASYNC_PRODUCERS + THREAD_PRODUCERS) * per_producer / 16;
+        tokio::spawn(async move {
+            let (mut bundles, mut next_at) = (Vec::new(), 0);
+            while writing.load(Ordering::Acquire) {
+                if db.tasks().log().next_seq() >= next_at {
+                    bundles.push(db.snapshot().expect("a snapshot while writing"));
+                    next_at += step;
+                }
+                tokio::task::yield_now().await;
+            }
+            bundles
+        })
+    };
 
     // Halfway through, producer thread 0 hands over a tail and a watcher started then.
     let (mid_tx, mid_rx) = tokio::sync::oneshot::channel::<(RedexFile, WatchStream<Task>)>();
@@ -352,6 +372,9 @@ async fn load(redex: &Redex) -> BTreeMap<u64, Task> {
     for r in readers {
         reads += no_hang("a reader", r).await.expect("reader");
     }
+    let bundles = no_hang("the snapshotter", snapshotter)
+        .await
+        .expect("snapshotter");
 
     // Each event exactly once, at the seq its write returned.
     let mut by_seq: Vec<Option<&TaskEvent>> = vec![None; total as usize];
@@ -416,31 +439,63 @@ async fn load(redex: &Redex) -> BTreeMap<u64, Task> {
     assert!(applied > 0);
     eprintln!(
         "{total} events from {} producers; {emissions} watch results, {applied} change \
-         batches ({lagged} lagged), {reads} concurrent state reads; {} rows",
+         batches ({lagged} lagged), {reads} concurrent state reads, {} snapshots; {} rows",
         ASYNC_PRODUCERS + THREAD_PRODUCERS,
+        bundles.len(),
         state.len()
     );
-    state
+    Loaded { state, bundles }
+}
+
+/// What [`load`] leaves: the final state and the snapshots taken while writing.
+struct Loaded {
+    state: BTreeMap<u64, Task>,
+    bundles: Vec<Vec<u8>>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn producers_tails_and_watchers_in_memory() {
-    load(&Redex::new()).await;
+    let loaded = load(&Redex::new()).await;
+    assert!(
+        !loaded.bundles.is_empty(),
+        "no snapshot was taken while writing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn producers_tails_and_watchers_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let state = {
+    let loaded = {
         let redex = Redex::with_persistent_dir(dir.path()).expect("open");
-        let state = load(&redex).await;
+        let loaded = load(&redex).await;
         redex.close().expect("close");
-        state
+        loaded
     };
     // The replay of what the producers wrote gives the same state, timestamps included.
     let redex = Redex::with_persistent_dir(dir.path()).expect("reopen");
     let db = NetDb::open(&redex, ORIGIN).expect("open");
     no_hang("the replay", db.catch_up()).await.expect("replay");
-    assert_eq!(state_map(db.tasks()), state, "replayed vs live state");
+    assert_eq!(
+        state_map(db.tasks()),
+        loaded.state,
+        "replayed vs live state"
+    );
     db.close().expect("close");
+    // So does every snapshot taken while writing, restored and then folding the rest.
+    assert!(
+        !loaded.bundles.is_empty(),
+        "no snapshot was taken while writing"
+    );
+    for (i, bundle) in loaded.bundles.iter().enumerate() {
+        let db = NetDb::open_from_snapshot(&redex, ORIGIN, bundle).expect("restore");
+        no_hang("a restore", db.catch_up()).await.expect("restore");
+        assert_eq!(
+            state_map(db.tasks()),
+            loaded.state,
+            "restored from snapshot {i} ({:?})",
+            db.tasks().restore_outcome()
+        );
+        check_tasks_table(&db.tasks().state().read()).expect("indexes agree with rows");
+        db.close().expect("close");
+    }
 }
