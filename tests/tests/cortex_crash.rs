@@ -29,6 +29,7 @@ fn cortex_crash_never_with_explicit_sync() {
             policy: FsyncPolicy::Never,
             max_lines: 399,
             sync_every: (1, 40),
+            snapshots: true,
         },
     );
 }
@@ -41,6 +42,7 @@ fn cortex_crash_every_1() {
             policy: FsyncPolicy::EveryN(1),
             max_lines: 120,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
@@ -53,6 +55,7 @@ fn cortex_crash_every_16() {
             policy: FsyncPolicy::EveryN(16),
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
@@ -65,6 +68,7 @@ fn cortex_crash_interval() {
             policy: FsyncPolicy::Interval(Duration::from_millis(5)),
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }

@@ -8,11 +8,12 @@
 //! [`netdb_tests::tasks_model`].
 //!
 //! One test per [`FsyncPolicy`]: `Never` with explicit `sync()` calls, `EveryN(1)`,
-//! `EveryN(16)`, `Interval(5 ms)` and `IntervalOrBytes(5 ms, 4 KiB)`.
+//! `EveryN(16)`, `Interval(5 ms)` and `IntervalOrBytes(5 ms, 4 KiB)`; and `Never` with
+//! neither syncs nor snapshots, where a kill loses what the staging buffer holds.
 //!
-//! `NETDB_CRASH_ITERS` sets the iterations per policy (default [`DEFAULT_ITERS`], so a plain
-//! `cargo test` kills the writer 100 times) and `NETDB_CRASH_SEED` the random seed (default:
-//! from the clock; printed, so a failure can be replayed). A soak:
+//! `NETDB_CRASH_ITERS` sets the iterations per scenario (default [`DEFAULT_ITERS`], so a
+//! plain `cargo test` kills the writer 120 times) and `NETDB_CRASH_SEED` the random seed
+//! (default: from the clock; printed, so a failure can be replayed). A soak:
 //!
 //! ```text
 //! NETDB_CRASH_ITERS=1000 cargo test --release -p netdb-tests --test tasks_crash -- --nocapture
@@ -25,7 +26,7 @@ use netdb_runtime::redex::FsyncPolicy;
 use netdb_tests::crash::{Scenario, crash_loop};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_tasks-crash-writer");
-/// Iterations per policy in a normal test run: 5 policies × 20 = 100 kills.
+/// Iterations per scenario in a normal test run: 6 scenarios × 20 = 120 kills.
 const DEFAULT_ITERS: u64 = 20;
 
 fn run(name: &str, sc: Scenario) {
@@ -40,6 +41,22 @@ fn tasks_crash_never_with_explicit_sync() {
             policy: FsyncPolicy::Never,
             max_lines: 399,
             sync_every: (1, 40),
+            snapshots: true,
+        },
+    );
+}
+
+/// No sync and no snapshot: the log is handed to the OS only when the staging buffer
+/// fills, so a kill loses up to a buffer's worth (the bound checked).
+#[test]
+fn tasks_crash_never_without_sync() {
+    run(
+        "tasks_never_no_sync",
+        Scenario {
+            policy: FsyncPolicy::Never,
+            max_lines: 4000,
+            sync_every: (0, 0),
+            snapshots: false,
         },
     );
 }
@@ -52,6 +69,7 @@ fn tasks_crash_every_1() {
             policy: FsyncPolicy::EveryN(1),
             max_lines: 120,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
@@ -64,6 +82,7 @@ fn tasks_crash_every_16() {
             policy: FsyncPolicy::EveryN(16),
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
@@ -76,6 +95,7 @@ fn tasks_crash_interval() {
             policy: FsyncPolicy::Interval(Duration::from_millis(5)),
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
@@ -91,6 +111,7 @@ fn tasks_crash_interval_or_bytes() {
             },
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
