@@ -16,6 +16,7 @@ use netdb_runtime::cortex::{ApplyError, ApplyEvent, EventContext, TableMut};
 use netdb_runtime::{CortexEvents, CortexModel};
 use serde::{Deserialize, Serialize};
 
+use crate::crash::CrashModel;
 use crate::mix64;
 
 /// One counter: an id and a value.
@@ -82,24 +83,31 @@ pub fn ledger_event(seed: u64, seq: u64) -> LedgerEvent {
     }
 }
 
-/// Applies `event` to a plain map: the reference the fold is checked against.
-pub fn reference_apply(state: &mut BTreeMap<u64, u64>, event: &LedgerEvent) {
-    match *event {
-        LedgerEvent::Add { id, amount } => {
-            let v = state.entry(id).or_insert(0);
-            *v = v.wrapping_add(amount);
-        }
-        LedgerEvent::Remove { id } => {
-            state.remove(&id);
+/// The crash harness's view of the ledger: the stream is [`ledger_event`], the reference
+/// fold a plain map (timestamps play no part).
+impl CrashModel for Counter {
+    fn event(seed: u64, seq: u64) -> LedgerEvent {
+        ledger_event(seed, seq)
+    }
+
+    fn reference_apply(state: &mut BTreeMap<u64, Counter>, event: &LedgerEvent, _ts: u64) {
+        match *event {
+            LedgerEvent::Add { id, amount } => {
+                let row = state.entry(id).or_insert(Counter { id, value: 0 });
+                row.value = row.value.wrapping_add(amount);
+            }
+            LedgerEvent::Remove { id } => {
+                state.remove(&id);
+            }
         }
     }
 }
 
 /// The state the events `seqs` of the stream with `seed` fold to, from an empty one.
-pub fn reference_fold(seed: u64, seqs: std::ops::Range<u64>) -> BTreeMap<u64, u64> {
+pub fn reference_fold(seed: u64, seqs: std::ops::Range<u64>) -> BTreeMap<u64, Counter> {
     let mut state = BTreeMap::new();
     for seq in seqs {
-        reference_apply(&mut state, &ledger_event(seed, seq));
+        Counter::reference_apply(&mut state, &ledger_event(seed, seq), 0);
     }
     state
 }

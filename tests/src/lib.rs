@@ -6,15 +6,20 @@
 //! sequence number ([`payload`]), so the test can check each recovered event byte for byte
 //! without the writer telling it what it wrote.
 //!
-//! The CortEX crash test (`tests/cortex_crash.rs`) and its writer
-//! (`src/bin/cortex_crash_writer.rs`) share the same file configuration and policy syntax,
-//! plus the model and deterministic event stream of [`cortex_model`].
+//! The CortEX crash tests run the model-generic harness of [`crash`]: its writer loop
+//! ([`crash::writer_main`]) and its kill-and-check loop ([`crash::crash_loop`]), with the
+//! same file configuration and policy syntax. `tests/cortex_crash.rs` (writer
+//! `src/bin/cortex_crash_writer.rs`) drives the small ledger model of [`cortex_model`];
+//! `tests/tasks_crash.rs` (writer `src/bin/tasks_crash_writer.rs`) drives the seed's tasks
+//! model through its typed writes, with the event stream of [`tasks_model`].
 
 use std::time::Duration;
 
 use netdb_runtime::redex::{ChannelName, FsyncPolicy, RedexFileConfig};
 
 pub mod cortex_model;
+pub mod crash;
+pub mod tasks_model;
 
 /// The channel the crash writer appends to.
 pub const CRASH_CHANNEL: &str = "crash/log";

@@ -1,610 +1,74 @@
-//! Crash recovery of CortEX models, with real processes and real SIGKILLs.
-//!
-//! Each test runs a loop: spawn `cortex-crash-writer` on a directory, read a random number
-//! of lines of its report (`open`, `acked`, `synced`, `snapshot`; reading them is the only
-//! synchronisation), SIGKILL it, then open the directory in this process and check that
-//!
-//! * every event the recovered log holds is exactly the event the writer derived for its
-//!   seq (the log is a prefix of what was written, with no torn or foreign record);
-//! * that prefix includes everything the writer reported as synced, and everything that
-//!   was durable when it started (the previous check closed the log, which fsyncs); under
-//!   `EveryN(n)` at most `n - 1` acknowledged events are lost;
-//! * replaying the log folds to exactly the state a plain `BTreeMap` reaches applying the
-//!   same events, with no fold error;
-//! * if a snapshot file exists: it is at least as new as the last one reported, never ahead
-//!   of the recovered log, and restoring it (`open_from_snapshot`) then folding the rest
-//!   gives the same state as the replay, down to identical snapshot bytes.
-//!
-//! The writer keeps appending to the same directory across iterations (restoring from its
-//! last snapshot when there is one), so recovery runs on a growing, multi-segment log; a
-//! fresh directory is started every [`ITERS_PER_DIR`] iterations.
-//!
-//! A failed iteration does not stop the loop: its directory is kept (renamed
-//! `failed-<iteration>` under a temporary directory that is then not deleted) and the loop
-//! goes on in a fresh one. The test panics at the end if anything failed (or after 5
-//! failures).
+//! Crash recovery of CortEX models, with real processes and real SIGKILLs: the crash
+//! harness of [`netdb_tests::crash`] (see there for what each iteration checks) over the
+//! small ledger model of [`netdb_tests::cortex_model`], appended with the untyped `append`.
+//! The seed's tasks model, written through its typed writes, has its own soak in
+//! `tasks_crash.rs`.
 //!
 //! `NETDB_CRASH_ITERS` sets the iterations per policy (default 20) and `NETDB_CRASH_SEED`
 //! the random seed (default: from the clock; printed, so a failure can be replayed). Run
 //! with `--nocapture` to see a summary line per policy.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use netdb_runtime::cortex::{
-    CortexAdapter, CortexConfig, CortexEvent, CortexModel, EventMeta, FoldErrors, RestoreOutcome,
-    snapshot,
-};
-use netdb_runtime::redex::{FsyncPolicy, Redex, RedexFileConfig};
-use netdb_tests::cortex_model::{Counter, LedgerEvent, ledger_event, reference_fold};
-use netdb_tests::{XorShift, crash_config, env_u64, format_policy, no_spawns};
+use netdb_runtime::redex::FsyncPolicy;
+use netdb_tests::cortex_model::Counter;
+use netdb_tests::crash::{Scenario, crash_loop};
 
 const WRITER: &str = env!("CARGO_BIN_EXE_cortex-crash-writer");
-/// Iterations that append to one directory before a fresh one is started.
-const ITERS_PER_DIR: u64 = 10;
 const DEFAULT_ITERS: u64 = 20;
-/// The origin hash the writer stamps on its events.
-const WRITER_ORIGIN: u64 = 0xC0DE_0001;
-/// A bound on waiting for a fold in the checks: a hang is reported, not waited out.
-const FOLD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How one policy is exercised.
-#[derive(Debug, Clone, Copy)]
-struct Scenario {
-    policy: FsyncPolicy,
-    /// The kill comes after reading 1..=`max_lines` report lines.
-    max_lines: u64,
-    /// The writer calls `sync()` every K appends, K drawn from this range (0: never).
-    sync_every: (u64, u64),
-}
-
-/// One directory's paths and seed.
-#[derive(Debug, Clone)]
-struct Run {
-    redex_dir: PathBuf,
-    snapshot: PathBuf,
-    /// The seed of the event stream.
-    seed: u64,
-}
-
-impl Run {
-    fn new(base: &Path, name: &str, seed: u64) -> Run {
-        let root = base.join(name);
-        std::fs::create_dir_all(&root).expect("create the run's directory");
-        Run {
-            redex_dir: root.join("redex"),
-            snapshot: root.join("ledger.snap"),
-            seed,
-        }
-    }
-
-    fn root(&self) -> &Path {
-        self.redex_dir.parent().expect("the redex dir has a parent")
-    }
-}
-
-/// The writer's arguments beyond the run.
-#[derive(Debug, Clone, Copy)]
-struct WriterArgs {
-    policy: FsyncPolicy,
-    rng_seed: u64,
-    sync_every: u64,
-    snapshot_every: u64,
-}
-
-fn spawn_writer(run: &Run, args: WriterArgs) -> Child {
-    let _guard = no_spawns();
-    Command::new(WRITER)
-        .arg(&run.redex_dir)
-        .arg(&run.snapshot)
-        .arg(run.seed.to_string())
-        .arg(args.rng_seed.to_string())
-        .arg(format_policy(args.policy))
-        .arg(args.sync_every.to_string())
-        .arg(args.snapshot_every.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot spawn {WRITER}: {e}"))
-}
-
-/// What the writer reported before it was killed.
-#[derive(Debug, Default)]
-struct Reported {
-    open_seq: Option<u64>,
-    last_acked: Option<u64>,
-    last_synced: u64,
-    /// The last snapshot reported: `Some(last_seq)` (`Some(None)`: a snapshot of nothing).
-    last_snapshot: Option<Option<u64>>,
-    lines: u64,
-}
-
-fn parse_line(line: &str, rep: &mut Reported) -> Result<(), String> {
-    let (word, arg) = line
-        .trim_end()
-        .split_once(' ')
-        .ok_or_else(|| format!("malformed writer line {line:?}"))?;
-    let num = || {
-        arg.parse::<u64>()
-            .map_err(|e| format!("malformed writer line {line:?}: {e}"))
-    };
-    match word {
-        "open" => rep.open_seq = Some(num()?),
-        "acked" => {
-            let n = num()?;
-            if let Some(prev) = rep.last_acked
-                && n <= prev
-            {
-                return Err(format!("acked {n} after acked {prev}"));
-            }
-            rep.last_acked = Some(n);
-        }
-        "synced" => {
-            let n = num()?;
-            if n < rep.last_synced {
-                return Err(format!("synced {n} after synced {}", rep.last_synced));
-            }
-            rep.last_synced = n;
-        }
-        "snapshot" => {
-            let s = if arg == "none" { None } else { Some(num()?) };
-            if let Some(prev) = rep.last_snapshot
-                && s < prev
-            {
-                return Err(format!("snapshot {s:?} after snapshot {prev:?}"));
-            }
-            rep.last_snapshot = Some(s);
-        }
-        _ => return Err(format!("unknown writer line {line:?}")),
-    }
-    rep.lines += 1;
-    Ok(())
-}
-
-/// Spawns the writer, reads `lines` report lines, spins `spin` (jitter, so the kill does
-/// not always land at the same step of the writer's loop), SIGKILLs it and reaps it.
-fn run_and_kill(
-    run: &Run,
-    args: WriterArgs,
-    lines: u64,
-    spin: Duration,
-) -> Result<Reported, String> {
-    let mut child = spawn_writer(run, args);
-    let mut rep = Reported::default();
-    netdb_tests::read_then_kill(&mut child, lines, spin, |line| parse_line(line, &mut rep))?;
-    Ok(rep)
-}
-
-/// What checking one recovered directory found.
-#[derive(Debug)]
-struct Checked {
-    next_seq: u64,
-    rows: usize,
-    /// The snapshot restored, if there was one: its last seq.
-    restored: Option<Option<u64>>,
-}
-
-/// The model state as a plain map.
-fn state_of(adapter: &CortexAdapter<Counter>) -> BTreeMap<u64, u64> {
-    adapter
-        .state()
-        .read()
-        .iter()
-        .map(|r| (r.id, r.value))
-        .collect()
-}
-
-/// Describes how two states differ (the first few differing ids).
-fn diff(got: &BTreeMap<u64, u64>, want: &BTreeMap<u64, u64>) -> String {
-    let ids: std::collections::BTreeSet<u64> = got.keys().chain(want.keys()).copied().collect();
-    let diffs: Vec<String> = ids
-        .into_iter()
-        .filter(|id| got.get(id) != want.get(id))
-        .take(5)
-        .map(|id| format!("id {id}: got {:?}, want {:?}", got.get(&id), want.get(&id)))
-        .collect();
-    format!(
-        "{} rows vs {} expected; {}",
-        got.len(),
-        want.len(),
-        diffs.join("; ")
-    )
-}
-
-/// Waits until `adapter` folded everything below `next` and checks it has no fold error.
-fn settle(
-    rt: &tokio::runtime::Runtime,
-    adapter: &CortexAdapter<Counter>,
-    next: u64,
-    what: &str,
-) -> Result<(), String> {
-    if let Some(last) = next.checked_sub(1) {
-        rt.block_on(adapter.wait_for_seq_timeout(last, FOLD_TIMEOUT))
-            .map_err(|e| format!("{what}: wait_for_seq({last}): {e}"))?;
-    }
-    if adapter.folded_through_seq() != next.checked_sub(1) {
-        return Err(format!(
-            "{what}: folded through {:?} with a log of next_seq {next}",
-            adapter.folded_through_seq()
-        ));
-    }
-    let errors = adapter.fold_errors();
-    if errors != FoldErrors::default() {
-        return Err(format!("{what}: fold errors {errors:?}"));
-    }
-    Ok(())
-}
-
-/// Opens `run` in this process, checks it against what the writer reported, and closes it
-/// (releasing the directory lock).
-fn check_recovered(
-    rt: &tokio::runtime::Runtime,
-    run: &Run,
-    policy: FsyncPolicy,
-    rep: &Reported,
-    durable_before: u64,
-) -> Result<Checked, String> {
-    let _guard = no_spawns();
-    let redex = Redex::with_persistent_dir(&run.redex_dir).map_err(|e| format!("reopen: {e}"))?;
-    let config = CortexConfig::default().with_file_config(crash_config(policy));
-    let replayed =
-        CortexAdapter::<Counter>::open_with_config(&redex, 1, config.clone()).map_err(|e| {
-            let _ = redex.close();
-            format!("open (replay) failed: {e}")
-        })?;
-    let mut restored_adapter = None;
-    let result = (|| {
-        let log = replayed.log();
-        let next = log.next_seq();
-        if log.first_seq() != 0 {
-            return Err(format!("first_seq {} after recovery", log.first_seq()));
-        }
-
-        // Durability: what was synced, or durable when the writer started, survived.
-        if rep.open_seq != Some(durable_before) {
-            return Err(format!(
-                "the writer opened at {:?}, but the last check closed the log at {durable_before}",
-                rep.open_seq
-            ));
-        }
-        if next < rep.last_synced.max(durable_before) {
-            return Err(format!(
-                "next_seq {next} after recovery, but the writer had synced through {} \
-                 (and {durable_before} was durable when it started)",
-                rep.last_synced
-            ));
-        }
-        if let (FsyncPolicy::EveryN(n), Some(acked)) = (policy, rep.last_acked)
-            && next <= acked
-            && acked + 1 - next > n.max(1) - 1
-        {
-            return Err(format!(
-                "EveryN({n}) lost {} acknowledged events (acked through {acked}, recovered \
-                 next_seq {next})",
-                acked + 1 - next
-            ));
-        }
-
-        // The log is a prefix of the writer's stream: every event decodes to exactly the
-        // event of its seq.
-        let events = log
-            .read_range(0, next)
-            .map_err(|e| format!("read_range(0, {next}): {e}"))?;
-        if events.len() as u64 != next {
-            return Err(format!(
-                "read_range(0, {next}) returned {} events",
-                events.len()
-            ));
-        }
-        for (i, e) in events.iter().enumerate() {
-            let seq = i as u64;
-            if e.seq != seq {
-                return Err(format!("event {i} carries seq {}", e.seq));
-            }
-            let (meta, body) =
-                EventMeta::decode(&e.payload).map_err(|err| format!("event {seq}: {err}"))?;
-            if meta.origin_hash != WRITER_ORIGIN {
-                return Err(format!(
-                    "event {seq}: origin {:#x}, expected the writer's",
-                    meta.origin_hash
-                ));
-            }
-            let ev = LedgerEvent::decode_body(meta.dispatch, meta.schema_version, body)
-                .map_err(|err| format!("event {seq}: {err}"))?;
-            let want = ledger_event(run.seed, seq);
-            if ev != want {
-                return Err(format!(
-                    "event {seq} is {ev:?}, the writer appended {want:?}"
-                ));
-            }
-        }
-        drop(events);
-
-        // Replay folds to the reference state, without error.
-        settle(rt, &replayed, next, "replay")?;
-        let replay_state = state_of(&replayed);
-        let reference = reference_fold(run.seed, 0..next);
-        if replay_state != reference {
-            return Err(format!(
-                "replayed state differs from the reference fold of 0..{next}: {}",
-                diff(&replay_state, &reference)
-            ));
-        }
-
-        // The snapshot, if any, restores to the same state.
-        let restored = match std::fs::read(&run.snapshot) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(s) = rep.last_snapshot {
-                    return Err(format!(
-                        "the writer reported snapshot {s:?}, no file exists"
-                    ));
-                }
-                None
-            }
-            Err(e) => return Err(format!("read {}: {e}", run.snapshot.display())),
-            Ok(bytes) => {
-                let info = snapshot::inspect(&bytes)
-                    .map_err(|e| format!("the snapshot file does not verify: {e}"))?;
-                if let Some(reported) = rep.last_snapshot
-                    && info.last_seq < reported
-                {
-                    return Err(format!(
-                        "the snapshot file is through {:?}, the writer reported one through \
-                         {reported:?}",
-                        info.last_seq
-                    ));
-                }
-                if info.last_seq.is_some_and(|s| s >= next) {
-                    return Err(format!(
-                        "the snapshot is through {:?}, ahead of the recovered log (next_seq \
-                         {next}): it was written after a sync covering it",
-                        info.last_seq
-                    ));
-                }
-                let adapter = CortexAdapter::<Counter>::open_from_snapshot_with_config(
-                    &redex,
-                    2,
-                    &bytes,
-                    info.last_seq,
-                    config.clone(),
-                )
-                .map_err(|e| format!("open_from_snapshot ({info:?}): {e}"))?;
-                let restored_adapter = restored_adapter.insert(adapter);
-                match restored_adapter.restore_outcome() {
-                    RestoreOutcome::Snapshot(i) if *i == info => {}
-                    other => return Err(format!("restore outcome {other:?}, expected {info:?}")),
-                }
-                let snap_state: BTreeMap<u64, u64> = snapshot_rows(info.last_seq, &bytes)
-                    .map_err(|e| format!("snapshot rows: {e}"))?;
-                let want = reference_fold(run.seed, 0..info.last_seq.map_or(0, |s| s + 1));
-                if snap_state != want {
-                    return Err(format!(
-                        "the snapshot's rows differ from the reference fold through {:?}: {}",
-                        info.last_seq,
-                        diff(&snap_state, &want)
-                    ));
-                }
-                settle(rt, restored_adapter, next, "restore")?;
-                let restored_state = state_of(restored_adapter);
-                if restored_state != replay_state {
-                    return Err(format!(
-                        "restored from the snapshot through {:?}, the state differs from the \
-                         replay: {}",
-                        info.last_seq,
-                        diff(&restored_state, &replay_state)
-                    ));
-                }
-                let a = replayed.snapshot().map_err(|e| format!("snapshot: {e}"))?;
-                let b = restored_adapter
-                    .snapshot()
-                    .map_err(|e| format!("snapshot: {e}"))?;
-                if a != b {
-                    return Err(format!(
-                        "replay and restore snapshot differently ({} bytes through {:?} vs {} \
-                         bytes through {:?})",
-                        a.0.len(),
-                        a.1,
-                        b.0.len(),
-                        b.1
-                    ));
-                }
-                Some(info.last_seq)
-            }
-        };
-        Ok(Checked {
-            next_seq: next,
-            rows: replay_state.len(),
-            restored,
-        })
-    })();
-    let mut closed = replayed.close();
-    if let Some(a) = restored_adapter {
-        closed = closed.and(a.close());
-    }
-    let closed = closed
-        .map_err(|e| e.to_string())
-        .and_then(|()| redex.close().map_err(|e| e.to_string()));
-    drop(replayed);
-    drop(redex);
-    let checked = result?;
-    closed.map_err(|e| format!("close: {e}"))?;
-    Redex::with_persistent_dir(&run.redex_dir)
-        .map(drop)
-        .map_err(|e| format!("the directory is not released after close() and drop: {e}"))?;
-    Ok(checked)
-}
-
-/// The rows of a snapshot, as a map. The runtime has no public row decoder, so this
-/// restores `bytes` over an in-memory log of `last_seq + 1` filler events (never read: the
-/// restored fold starts after them) and reads the state before anything is appended.
-fn snapshot_rows(last_seq: Option<u64>, bytes: &[u8]) -> Result<BTreeMap<u64, u64>, String> {
-    let redex = Redex::new();
-    let channel = Counter::CHANNEL.parse().expect("a valid channel name");
-    let file = redex
-        .open_file(&channel, RedexFileConfig::default())
-        .map_err(|e| e.to_string())?;
-    let filler: Vec<&[u8]> = vec![&[0u8][..]; last_seq.map_or(0, |s| s as usize + 1)];
-    if !filler.is_empty() {
-        file.append_batch(&filler).map_err(|e| e.to_string())?;
-    }
-    let adapter = CortexAdapter::<Counter>::open_from_snapshot(&redex, 3, bytes, last_seq)
-        .map_err(|e| e.to_string())?;
-    let state = state_of(&adapter);
-    adapter.close().map_err(|e| e.to_string())?;
-    Ok(state)
-}
-
-fn crash_loop(name: &str, sc: Scenario) {
-    let iters = env_u64("NETDB_CRASH_ITERS").unwrap_or(DEFAULT_ITERS);
-    let seed = env_u64("NETDB_CRASH_SEED").unwrap_or_else(|| XorShift::from_entropy().next_u64());
-    eprintln!(
-        "{name}: policy {}, {iters} iterations, NETDB_CRASH_SEED={seed}",
-        format_policy(sc.policy)
-    );
-    let mut rng = XorShift::new(seed);
-    // The adapters of the checks run their folds (and interval fsync tasks) here.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
-    let _enter = rt.enter();
-
-    let base = tempfile::tempdir().expect("tempdir");
-    let start = Instant::now();
-    let (mut events_checked, mut max_next, mut max_rows) = (0u64, 0u64, 0usize);
-    let (mut restores, mut restored_events, mut lost_acked) = (0u64, 0u64, 0u64);
-    let mut failures: Vec<String> = Vec::new();
-    let mut run = Run::new(base.path(), "run-0", rng.next_u64());
-    let mut dir_iters = 0u64;
-    let mut durable = 0u64;
-    let mut done = 0u64;
-    for iter in 0..iters {
-        if dir_iters == ITERS_PER_DIR {
-            let _ = std::fs::remove_dir_all(run.root());
-            run = Run::new(base.path(), &format!("run-{iter}"), rng.next_u64());
-            dir_iters = 0;
-            durable = 0;
-        }
-        dir_iters += 1;
-        done += 1;
-        let lines = rng.range(1..=sc.max_lines);
-        let spin = Duration::from_micros(rng.range(0..=3) * rng.range(0..=50));
-        let args = WriterArgs {
-            policy: sc.policy,
-            rng_seed: rng.next_u64(),
-            sync_every: rng.range(sc.sync_every.0..=sc.sync_every.1),
-            snapshot_every: if rng.range(0..=3) == 0 {
-                0
-            } else {
-                rng.range(5..=60)
-            },
-        };
-        let context = format!(
-            "{name}, iteration {iter} (NETDB_CRASH_SEED={seed}): {args:?}, event seed {}, \
-             killed after {lines} lines + {spin:?}, dir {}",
-            run.seed,
-            run.root().display()
-        );
-        let outcome = run_and_kill(&run, args, lines, spin).and_then(|rep| {
-            match check_recovered(&rt, &run, sc.policy, &rep, durable) {
-                Ok(checked) => Ok((rep, checked)),
-                Err(e) => Err(format!("writer reported {rep:?}: {e}")),
-            }
-        });
-        let (rep, checked) = match outcome {
-            Ok(ok) => ok,
-            Err(e) => {
-                // Keep the damaged directory for inspection and go on in a fresh one.
-                let kept = base.path().join(format!("failed-{iter}"));
-                let _ = std::fs::rename(run.root(), &kept);
-                eprintln!("{context}: {e}");
-                failures.push(format!("{context} (kept as {}): {e}", kept.display()));
-                dir_iters = ITERS_PER_DIR;
-                if failures.len() >= 5 {
-                    break;
-                }
-                continue;
-            }
-        };
-        events_checked += checked.next_seq;
-        max_next = max_next.max(checked.next_seq);
-        max_rows = max_rows.max(checked.rows);
-        if let Some(last) = checked.restored {
-            restores += 1;
-            restored_events += checked.next_seq - last.map_or(0, |s| s + 1);
-        }
-        if let Some(acked) = rep.last_acked {
-            lost_acked += (acked + 1).saturating_sub(checked.next_seq);
-        }
-        durable = checked.next_seq;
-    }
-    eprintln!(
-        "{name}: {done} kills in {:.1?}, {} failed; {events_checked} events verified and \
-         replayed (logs up to {max_next} events, {max_rows} rows); {restores} snapshot \
-         restores folding {restored_events} events after the snapshot; {lost_acked} \
-         acknowledged but unsynced events lost",
-        start.elapsed(),
-        failures.len()
-    );
-    if !failures.is_empty() {
-        let kept = base.keep();
-        panic!(
-            "{} of {done} crash iterations failed (directories kept under {}):\n{}",
-            failures.len(),
-            kept.display(),
-            failures.join("\n")
-        );
-    }
+fn run(name: &str, sc: Scenario) {
+    crash_loop::<Counter>(WRITER, name, sc, DEFAULT_ITERS);
 }
 
 #[test]
 fn cortex_crash_never_with_explicit_sync() {
-    crash_loop(
+    run(
         "cortex_never",
         Scenario {
             policy: FsyncPolicy::Never,
             max_lines: 399,
             sync_every: (1, 40),
+            snapshots: true,
         },
     );
 }
 
 #[test]
 fn cortex_crash_every_1() {
-    crash_loop(
+    run(
         "cortex_every_1",
         Scenario {
             policy: FsyncPolicy::EveryN(1),
             max_lines: 120,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
 
 #[test]
 fn cortex_crash_every_16() {
-    crash_loop(
+    run(
         "cortex_every_16",
         Scenario {
             policy: FsyncPolicy::EveryN(16),
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }
 
 #[test]
 fn cortex_crash_interval() {
-    crash_loop(
+    run(
         "cortex_interval_5ms",
         Scenario {
             policy: FsyncPolicy::Interval(Duration::from_millis(5)),
             max_lines: 399,
             sync_every: (0, 0),
+            snapshots: true,
         },
     );
 }

@@ -1,13 +1,22 @@
 //! A full disk: appends fail with a typed error, nothing already written is lost, and
-//! appends resume once space is freed.
+//! appends resume once space is freed. The first tests append to a RedEX file directly;
+//! the last writes to the tasks model through its typed writes (a `TasksAdapter`, and the
+//! `NetDb` façade), where the fold must also keep up and a reopen must replay the same
+//! state.
 //!
-//! The test mounts a small tmpfs, which needs root (or CAP_SYS_ADMIN); elsewhere it says so
-//! and returns.
+//! The tests mount a small tmpfs, which needs root (or CAP_SYS_ADMIN); elsewhere they say
+//! so and return.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
+use netdb_models::tasks::{Task, TaskEvent};
+use netdb_models::{NetDb, TasksAdapter};
+use netdb_runtime::cortex::{CortexConfig, CortexError, CortexEvent, EventMeta};
 use netdb_runtime::redex::{FsyncPolicy, Redex, RedexError, RedexFileConfig};
+use netdb_tests::tasks_model::{check_tasks_table, reference_apply, task_event, write_task};
 
 /// A tmpfs mounted for the life of the value.
 struct SmallDisk {
@@ -219,4 +228,180 @@ fn a_channel_whose_close_failed_cannot_be_reopened_over_its_staged_events() {
     reopened.close().expect("close");
     drop((file, reopened, redex));
     check(data, &cfg, acked + 1);
+}
+
+/// Asserts `err` is the typed error of a full disk: an I/O error with ENOSPC.
+fn assert_disk_full(err: &CortexError) {
+    match err {
+        CortexError::Log(RedexError::Io { op, source, .. }) => {
+            assert!(op.starts_with("write") || op.starts_with("fsync"), "{err}");
+            assert_eq!(source.raw_os_error(), Some(28), "ENOSPC expected: {err}");
+        }
+        other => panic!("expected a typed I/O error, got {other}"),
+    }
+}
+
+/// Writes the task stream with typed writes until the disk refuses one; returns the events
+/// acknowledged (event `i` at seq `i`) and the error.
+fn write_tasks_until_full(tasks: &TasksAdapter, seed: u64) -> (Vec<TaskEvent>, CortexError) {
+    let mut written = Vec::new();
+    loop {
+        let event = task_event(seed, written.len() as u64);
+        match write_task(tasks, &event) {
+            Ok(seq) => {
+                assert_eq!(seq, written.len() as u64);
+                written.push(event);
+            }
+            Err(e) => return (written, e),
+        }
+        assert!(written.len() < 200_000, "the 1 MiB disk never filled up");
+    }
+}
+
+fn task_state(tasks: &TasksAdapter) -> BTreeMap<u64, Task> {
+    tasks
+        .state()
+        .read()
+        .iter()
+        .map(|t| (t.id, t.clone()))
+        .collect()
+}
+
+/// Checks the tasks log holds exactly `events`, that the fold applied all of them without
+/// error, and that its state is the reference fold of the log (with the log's timestamps).
+/// Returns the state.
+fn check_tasks(
+    rt: &tokio::runtime::Runtime,
+    tasks: &TasksAdapter,
+    events: &[TaskEvent],
+) -> BTreeMap<u64, Task> {
+    let n = events.len() as u64;
+    assert_eq!(tasks.log().next_seq(), n);
+    rt.block_on(tasks.wait_for_seq_timeout(n - 1, Duration::from_secs(60)))
+        .expect("the fold reaches the last acknowledged write");
+    assert_eq!(tasks.folded_through_seq(), Some(n - 1));
+    let errors = tasks.fold_errors();
+    assert_eq!((errors.skipped, &errors.stopped), (0, &None), "{errors:?}");
+    let log = tasks.log().read_range(0, n).expect("read the log");
+    assert_eq!(log.len() as u64, n);
+    let mut reference = BTreeMap::new();
+    for (e, want) in log.iter().zip(events) {
+        let (meta, body) = EventMeta::decode(&e.payload).expect("header");
+        let got = TaskEvent::decode_body(meta.dispatch, meta.schema_version, body).expect("body");
+        assert_eq!(&got, want, "seq {}", e.seq);
+        reference_apply(&mut reference, &got, e.timestamp_ns);
+    }
+    let state = task_state(tasks);
+    assert_eq!(
+        state, reference,
+        "the folded state vs the reference fold of the log"
+    );
+    check_tasks_table(&tasks.state().read()).expect("indexes agree with rows");
+    state
+}
+
+/// The tasks model on the small disk: opened as a `TasksAdapter` with `policy`, or through
+/// the `NetDb` façade (default config: `FsyncPolicy::Never`).
+enum TasksDb {
+    Adapter(TasksAdapter),
+    Facade(NetDb),
+}
+
+impl TasksDb {
+    fn open(redex: &Redex, policy: Option<FsyncPolicy>) -> TasksDb {
+        match policy {
+            Some(p) => TasksDb::Adapter(
+                TasksAdapter::open_with_config(
+                    redex,
+                    7,
+                    CortexConfig::default().with_file_config(config(p)),
+                )
+                .expect("open the tasks adapter"),
+            ),
+            None => TasksDb::Facade(NetDb::open(redex, 7).expect("open the NetDb")),
+        }
+    }
+
+    fn tasks(&self) -> &TasksAdapter {
+        match self {
+            TasksDb::Adapter(t) => t,
+            TasksDb::Facade(db) => db.tasks(),
+        }
+    }
+
+    fn close(&self) -> Result<(), CortexError> {
+        match self {
+            TasksDb::Adapter(t) => t.close(),
+            TasksDb::Facade(db) => db.close(),
+        }
+    }
+}
+
+#[test]
+fn typed_writes_on_a_full_disk_fail_typed_lose_nothing_and_resume() {
+    // One at a time: a forked `mount` could share another test's directory lock.
+    let _serial = netdb_tests::no_spawns();
+    let Some(setup) = Setup::new() else { return };
+    // The folds run here.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    let _enter = rt.enter();
+    for (seed, policy) in [(1, Some(FsyncPolicy::EveryN(1))), (2, None)] {
+        let _ = std::fs::remove_dir_all(&setup.data);
+        if !setup.ballast.exists() {
+            setup.add_ballast();
+        }
+        let redex = Redex::with_persistent_dir(&setup.data).expect("open");
+        let db = TasksDb::open(&redex, policy);
+        let tasks = db.tasks();
+
+        // Fill the disk with typed writes: the one that does not fit is a typed error.
+        let (mut events, err) = write_tasks_until_full(tasks, seed);
+        assert_disk_full(&err);
+        let n = events.len() as u64;
+        eprintln!("{policy:?}: the disk is full after {n} typed writes: {err}");
+        assert_eq!(
+            tasks.log().next_seq(),
+            n,
+            "the refused write is not in the log"
+        );
+        // Still full: a single write and a batch fail and change nothing.
+        assert!(write_task(tasks, &task_event(seed, n)).is_err());
+        let batch: Vec<TaskEvent> = (n..n + 3).map(|i| task_event(seed, i)).collect();
+        assert!(tasks.append_batch(&batch).is_err());
+        assert_eq!(tasks.log().next_seq(), n);
+        // Everything acknowledged is in the log and in the state.
+        check_tasks(&rt, tasks, &events);
+
+        // Space comes back: writes resume at the next seq, typed and batched.
+        setup.free_space();
+        for i in n..n + 20 {
+            let event = task_event(seed, i);
+            assert_eq!(
+                write_task(tasks, &event).expect("a write after freeing space"),
+                i
+            );
+            events.push(event);
+        }
+        let end = events.len() as u64;
+        let batch: Vec<TaskEvent> = (end..end + 3).map(|i| task_event(seed, i)).collect();
+        assert_eq!(tasks.append_batch(&batch).expect("a batch"), end..end + 3);
+        events.extend(batch);
+        let live = check_tasks(&rt, tasks, &events);
+        db.close().expect("close writes and fsyncs everything");
+        drop((db, redex));
+
+        // Reopened: the same events, replayed to the same state (timestamps included).
+        let redex = Redex::with_persistent_dir(&setup.data).expect("reopen");
+        let db = TasksDb::open(&redex, policy);
+        let replayed = check_tasks(&rt, db.tasks(), &events);
+        assert_eq!(
+            replayed, live,
+            "{policy:?}: the replay differs from the live state"
+        );
+        db.close().expect("close");
+    }
 }
