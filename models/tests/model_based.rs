@@ -352,6 +352,9 @@ struct Restart {
     new_process: bool,
     /// Written right after opening, before the replay has caught up.
     during_replay: Vec<Write>,
+    /// A retention sweep right after those writes, before the fold has read anything (on
+    /// the current-thread runtime; on the multi-thread one, after the replay).
+    sweep_during_replay: bool,
 }
 
 impl fmt::Debug for Restart {
@@ -363,6 +366,9 @@ impl fmt::Debug for Restart {
         })?;
         if !self.during_replay.is_empty() {
             write!(f, ", then {:?}", self.during_replay)?;
+        }
+        if self.sweep_during_replay {
+            f.write_str(", then sweep_retention")?;
         }
         Ok(())
     }
@@ -385,6 +391,9 @@ enum Op {
     Restore { back: usize, restart: Restart },
     /// `Redex::sweep_retention()`.
     Sweep,
+    /// Writes, then a sweep before the fold has read them (on the current-thread runtime;
+    /// on the multi-thread one, after it has): the fold must skip what the sweep removed.
+    SweepBeforeFold(Vec<Write>),
     /// A new watch.
     Watch(WatchSpec),
     /// Drops the watch at this index (modulo their number).
@@ -402,6 +411,9 @@ impl fmt::Debug for Op {
                 write!(f, "restore(bundle -{back}, {restart:?})")
             }
             Op::Sweep => f.write_str("sweep_retention"),
+            Op::SweepBeforeFold(ws) => {
+                write!(f, "burst{ws:?} then sweep_retention before the fold")
+            }
             Op::Watch(w) => w.fmt(f),
             Op::Unwatch(i) => write!(f, "drop(watch #{i})"),
         }
@@ -536,12 +548,16 @@ fn memory_watch() -> impl Strategy<Value = MemoryWatchSpec> {
 fn restart() -> impl Strategy<Value = Restart> {
     (
         any::<bool>(),
-        prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(write(), 1..=3)],
+        prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(write(), 1..=5)],
+        prop::bool::weighted(0.25),
     )
-        .prop_map(|(new_process, during_replay)| Restart {
-            new_process,
-            during_replay,
-        })
+        .prop_map(
+            |(new_process, during_replay, sweep_during_replay)| Restart {
+                new_process,
+                during_replay,
+                sweep_during_replay,
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -552,6 +568,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Snapshot),
         2 => (0..3usize, restart()).prop_map(|(back, restart)| Op::Restore { back, restart }),
         2 => Just(Op::Sweep),
+        1 => prop::collection::vec(write(), 1..=8).prop_map(Op::SweepBeforeFold),
         3 => prop_oneof![
             task_watch().prop_map(WatchSpec::Tasks),
             memory_watch().prop_map(WatchSpec::Memories),
@@ -678,10 +695,13 @@ struct RefSide<R: RefModel> {
     log: Vec<(R::Write, u64)>,
     head: u64,
     rows: BTreeMap<u64, R::Row>,
-    /// The `Evicted` gap the fold must have skipped since it opened: (first lost seq, head).
-    gap: Option<(u64, u64)>,
+    /// The `Evicted` gaps the fold must have skipped since it opened: (first lost seq, head).
+    gaps: Vec<(u64, u64)>,
     /// How the adapter was opened: `None` fresh, else the snapshot's (last_seq, rows).
     restored: Option<(Option<u64>, u64)>,
+    /// The fold started from the log's head and has read nothing yet: if retention moves
+    /// the head first, that is where the log begins, not a gap.
+    unread: bool,
 }
 
 impl<R: RefModel> RefSide<R> {
@@ -690,8 +710,9 @@ impl<R: RefModel> RefSide<R> {
             log: Vec::new(),
             head: 0,
             rows: BTreeMap::new(),
-            gap: None,
+            gaps: Vec::new(),
             restored: None,
+            unread: true,
         }
     }
 
@@ -712,20 +733,42 @@ impl<R: RefModel> RefSide<R> {
         rows
     }
 
-    /// Opened without a snapshot: the retained events replayed.
+    /// Opened without a snapshot: the retained events replayed (retention may have moved
+    /// the head after the open, before the fold's first read: still no gap).
     fn reopen(&mut self) {
         self.rows = self.fold_from(BTreeMap::new(), self.head);
-        self.gap = None;
+        self.gaps.clear();
         self.restored = None;
+        self.unread = true;
     }
 
     /// Restored from a snapshot of `rows` through `last_seq`, then the retained events
     /// after it; retention may have removed some of those (a gap the fold skips).
     fn restore(&mut self, rows: &BTreeMap<u64, R::Row>, last_seq: Option<u64>) {
         let from = last_seq.map_or(0, |s| s + 1);
-        self.gap = (last_seq.is_some() && from < self.head).then_some((from, self.head));
+        self.gaps.clear();
+        if last_seq.is_some() && from < self.head {
+            self.gaps.push((from, self.head));
+        }
         self.rows = self.fold_from(rows.clone(), from);
         self.restored = Some((last_seq, rows.len() as u64));
+        self.unread = last_seq.is_none();
+    }
+
+    /// Retention removed events from `from` on before the fold read them; `rows` is the
+    /// state before them.
+    fn evicted_unread(&mut self, rows: BTreeMap<u64, R::Row>, from: u64) {
+        if self.head > from {
+            if !self.unread {
+                self.gaps.push((from, self.head));
+            }
+            self.rows = self.fold_from(rows, from);
+        }
+    }
+
+    /// The fold has caught up: it has read something if the log holds anything.
+    fn caught_up(&mut self) {
+        self.unread &= self.next_seq() == 0;
     }
 
     /// A sweep keeping at most `retain` events.
@@ -1296,6 +1339,9 @@ struct Harness<D: Db> {
     memories: RefSide<MemoriesRef>,
     bundles: Vec<Bundle>,
     watchers: Vec<AnyWatcher>,
+    /// The fold runs only when this thread awaits (a current-thread runtime), so a sweep
+    /// between appends and the wait is sure to run before the fold reads them.
+    fold_waits_for_us: bool,
 }
 
 fn fail(what: impl fmt::Display) -> TestCaseError {
@@ -1364,7 +1410,7 @@ fn memory_watch_on(
 }
 
 impl<D: Db> Harness<D> {
-    fn new() -> Result<Self, TestCaseError> {
+    fn new(flavor: Flavor) -> Result<Self, TestCaseError> {
         let dir = tempfile::tempdir().map_err(fail)?;
         let redex = Redex::with_persistent_dir(dir.path()).map_err(fail)?;
         let db = D::open(&redex).map_err(fail)?;
@@ -1376,6 +1422,7 @@ impl<D: Db> Harness<D> {
             memories: RefSide::new(),
             bundles: Vec::new(),
             watchers: Vec::new(),
+            fold_waits_for_us: matches!(flavor, Flavor::CurrentThread),
         })
     }
 
@@ -1412,7 +1459,8 @@ impl<D: Db> Harness<D> {
         }
     }
 
-    async fn writes(&mut self, ws: &[Write]) -> Result<(), TestCaseError> {
+    /// Appends `ws` without waiting; returns the last seq of each model written.
+    fn append(&mut self, ws: &[Write]) -> Result<(Option<u64>, Option<u64>), TestCaseError> {
         let (mut task_seq, mut memory_seq) = (None, None);
         for w in ws {
             match self.write(w)? {
@@ -1420,6 +1468,19 @@ impl<D: Db> Harness<D> {
                 (false, seq) => memory_seq = Some(seq),
             }
         }
+        Ok((task_seq, memory_seq))
+    }
+
+    /// Appends `ws`, then waits for the last write of each model.
+    async fn writes(&mut self, ws: &[Write]) -> Result<(), TestCaseError> {
+        let seqs = self.append(ws)?;
+        self.wait(seqs).await
+    }
+
+    async fn wait(
+        &self,
+        (task_seq, memory_seq): (Option<u64>, Option<u64>),
+    ) -> Result<(), TestCaseError> {
         if let Some(seq) = task_seq {
             no_hang(self.db.tasks().wait_for_seq(seq))
                 .await?
@@ -1470,17 +1531,8 @@ impl<D: Db> Harness<D> {
             self.redex = Redex::with_persistent_dir(self.dir.path()).map_err(fail)?;
         }
         self.db = match bundle {
-            None => {
-                self.tasks.reopen();
-                self.memories.reopen();
-                D::open(&self.redex)
-            }
-            Some(i) => {
-                let b = &self.bundles[i];
-                self.tasks.restore(&b.tasks.0, b.tasks.1);
-                self.memories.restore(&b.memories.0, b.memories.1);
-                D::restore(&self.redex, &b.bytes)
-            }
+            None => D::open(&self.redex),
+            Some(i) => D::restore(&self.redex, &self.bundles[i].bytes),
         }
         .map_err(fail)?;
         for w in &mut self.watchers {
@@ -1493,9 +1545,29 @@ impl<D: Db> Harness<D> {
                 }
             }
         }
-        // Appends racing the replay, then one wait per model for everything.
-        self.writes(&r.during_replay).await?;
-        no_hang(self.db.catch_up()).await?.map_err(fail)
+        // Appends racing the replay.
+        self.append(&r.during_replay)?;
+        if r.sweep_during_replay && self.fold_waits_for_us {
+            // Before the fold has read anything: it must skip what the sweep removed.
+            self.sweep()?;
+        }
+        match bundle {
+            None => {
+                self.tasks.reopen();
+                self.memories.reopen();
+            }
+            Some(i) => {
+                let b = &self.bundles[i];
+                self.tasks.restore(&b.tasks.0, b.tasks.1);
+                self.memories.restore(&b.memories.0, b.memories.1);
+            }
+        }
+        no_hang(self.db.catch_up()).await?.map_err(fail)?;
+        if r.sweep_during_replay && !self.fold_waits_for_us {
+            // The fold runs on another thread: sweeping before it has caught up would race.
+            self.sweep()?;
+        }
+        Ok(())
     }
 
     fn snapshot(&mut self) -> Result<(), TestCaseError> {
@@ -1568,6 +1640,19 @@ impl<D: Db> Harness<D> {
                 self.reopen(restart, Some(n - 1 - back % n)).await
             }
             Op::Sweep => self.sweep(),
+            Op::SweepBeforeFold(ws) => {
+                if !self.fold_waits_for_us {
+                    self.writes(ws).await?;
+                    return self.sweep();
+                }
+                let before = (self.tasks.next_seq(), self.memories.next_seq());
+                let rows = (self.tasks.rows.clone(), self.memories.rows.clone());
+                let seqs = self.append(ws)?;
+                self.sweep()?;
+                self.tasks.evicted_unread(rows.0, before.0);
+                self.memories.evicted_unread(rows.1, before.1);
+                self.wait(seqs).await
+            }
             Op::Watch(spec) => {
                 self.watch(spec);
                 Ok(())
@@ -1608,7 +1693,7 @@ impl<D: Db> Harness<D> {
             })
             .collect::<Result<_, _>>()?;
         prop_assert_eq!(errors.skipped, gaps.len() as u64, "{}", name);
-        prop_assert_eq!(gaps, side.gap.into_iter().collect::<Vec<_>>(), "{}", name);
+        prop_assert_eq!(&gaps, &side.gaps, "{}", name);
         match (a.restore_outcome(), side.restored) {
             (RestoreOutcome::Fresh, None) => {}
             (RestoreOutcome::Snapshot(info), Some((last_seq, rows))) => {
@@ -1709,6 +1794,8 @@ impl<D: Db> Harness<D> {
         self.check()?;
         for (i, op) in ops.iter().enumerate() {
             self.step(op).await?;
+            self.tasks.caught_up();
+            self.memories.caught_up();
             self.check()
                 .map_err(|e| fail(format!("after ops[{i}] = {op:?}: {e}")))?;
         }
@@ -1734,7 +1821,7 @@ fn run<D: Db>(ops: &[Op], flavor: Flavor) -> Result<(), TestCaseError> {
     .enable_all()
     .build()
     .map_err(fail)?;
-    rt.block_on(async { Harness::<D>::new()?.run(ops).await })
+    rt.block_on(async { Harness::<D>::new(flavor)?.run(ops).await })
 }
 
 fn cases() -> u32 {
