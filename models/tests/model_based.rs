@@ -348,6 +348,8 @@ impl fmt::Debug for WatchSpec {
 /// How a db is closed and opened again.
 #[derive(Clone)]
 struct Restart {
+    /// Written right before the close, without waiting for the fold.
+    before_close: Vec<Write>,
     /// A new `Redex` on the directory (as a new process would open it), or the same one.
     new_process: bool,
     /// Written right after opening, before the replay has caught up.
@@ -359,6 +361,9 @@ struct Restart {
 
 impl fmt::Debug for Restart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.before_close.is_empty() {
+            write!(f, "after {:?}, ", self.before_close)?;
+        }
         f.write_str(if self.new_process {
             "new process"
         } else {
@@ -386,6 +391,9 @@ enum Op {
     Reopen(Restart),
     /// `snapshot()`: the bundle is kept for a later restore.
     Snapshot,
+    /// Writes, then `snapshot()` before the fold has applied them (on the current-thread
+    /// runtime; on the multi-thread one, after it has), then a wait.
+    SnapshotBeforeFold(Vec<Write>),
     /// `close()`, then `open_from_snapshot` with the `back`-th most recent bundle (modulo
     /// their number; a no-op before the first snapshot).
     Restore { back: usize, restart: Restart },
@@ -407,6 +415,7 @@ impl fmt::Debug for Op {
             Op::Burst(ws) => write!(f, "burst{ws:?}"),
             Op::Reopen(r) => write!(f, "reopen({r:?})"),
             Op::Snapshot => f.write_str("snapshot"),
+            Op::SnapshotBeforeFold(ws) => write!(f, "burst{ws:?} then snapshot before the fold"),
             Op::Restore { back, restart } => {
                 write!(f, "restore(bundle -{back}, {restart:?})")
             }
@@ -546,13 +555,17 @@ fn memory_watch() -> impl Strategy<Value = MemoryWatchSpec> {
 }
 
 fn restart() -> impl Strategy<Value = Restart> {
+    let some_writes =
+        || prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(write(), 1..=5)];
     (
+        some_writes(),
         any::<bool>(),
-        prop_oneof![2 => Just(Vec::new()), 1 => prop::collection::vec(write(), 1..=5)],
+        some_writes(),
         prop::bool::weighted(0.25),
     )
         .prop_map(
-            |(new_process, during_replay, sweep_during_replay)| Restart {
+            |(before_close, new_process, during_replay, sweep_during_replay)| Restart {
+                before_close,
                 new_process,
                 during_replay,
                 sweep_during_replay,
@@ -566,6 +579,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop::collection::vec(write(), 2..=6).prop_map(Op::Burst),
         1 => restart().prop_map(Op::Reopen),
         2 => Just(Op::Snapshot),
+        1 => prop::collection::vec(write(), 1..=4).prop_map(Op::SnapshotBeforeFold),
         2 => (0..3usize, restart()).prop_map(|(back, restart)| Op::Restore { back, restart }),
         2 => Just(Op::Sweep),
         1 => prop::collection::vec(write(), 1..=8).prop_map(Op::SweepBeforeFold),
@@ -728,6 +742,19 @@ impl<R: RefModel> RefSide<R> {
     /// The rows after folding the retained events from `from` onto `rows`.
     fn fold_from(&self, mut rows: BTreeMap<u64, R::Row>, from: u64) -> BTreeMap<u64, R::Row> {
         for (w, ts) in &self.log[from.max(self.head) as usize..] {
+            R::apply(&mut rows, w, *ts);
+        }
+        rows
+    }
+
+    /// `rows` with the events `from..to` applied (none of them evicted).
+    fn fold_range(
+        &self,
+        mut rows: BTreeMap<u64, R::Row>,
+        from: u64,
+        to: u64,
+    ) -> BTreeMap<u64, R::Row> {
+        for (w, ts) in &self.log[from as usize..to as usize] {
             R::apply(&mut rows, w, *ts);
         }
         rows
@@ -1365,10 +1392,13 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// Takes what a watch stream has ready, without waiting: its latest result.
-fn drain<M: CortexModel>(w: &mut Watcher<impl fmt::Debug, M>) -> Result<(), TestCaseError> {
+/// Takes what a watch stream has ready, without waiting: its latest result. Returns whether
+/// the stream has ended.
+fn drain<M: CortexModel>(w: &mut Watcher<impl fmt::Debug, M>) -> Result<bool, TestCaseError> {
     while let Some(item) = w.stream.next().now_or_never() {
-        let rows = item.ok_or_else(|| fail(format!("{}: the stream ended", w.spec)))?;
+        let Some(rows) = item else {
+            return Ok(true);
+        };
         prop_assert_ne!(
             &rows,
             &w.last,
@@ -1377,7 +1407,7 @@ fn drain<M: CortexModel>(w: &mut Watcher<impl fmt::Debug, M>) -> Result<(), Test
         );
         w.last = rows;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Registers a task watch on `a`: its first result is ready at once.
@@ -1494,36 +1524,50 @@ impl<D: Db> Harness<D> {
         Ok(())
     }
 
-    /// Closes the db: every watch stream ends, the state stays readable.
-    fn close(&mut self) -> Result<(), TestCaseError> {
+    /// Appends `ws` and closes the db without waiting for the fold: every watch stream
+    /// ends (after a result still pending), the state stays readable and is the reference
+    /// as of the last event folded.
+    fn close_after(&mut self, ws: &[Write]) -> Result<(), TestCaseError> {
+        let before = (self.tasks.next_seq(), self.memories.next_seq());
+        let rows = (self.tasks.rows.clone(), self.memories.rows.clone());
+        self.append(ws)?;
         self.db.close().map_err(fail)?;
+        self.db.close().map_err(fail)?; // harmless
         for w in &mut self.watchers {
-            let (spec, ended) = match w {
-                AnyWatcher::Tasks(w) => (&w.spec, w.stream.next().now_or_never()),
-                AnyWatcher::Memories(w) => {
-                    let item = w.stream.next().now_or_never();
-                    (&w.spec, item.map(|r| r.map(|_| Vec::new())))
-                }
+            let (ended, spec) = match w {
+                AnyWatcher::Tasks(w) => (drain(w)?, &w.spec),
+                AnyWatcher::Memories(w) => (drain(w)?, &w.spec),
             };
-            prop_assert!(
-                matches!(ended, Some(None)),
-                "{}: the stream did not end at close",
-                spec
-            );
+            prop_assert!(ended, "{}: the stream did not end at close", spec);
         }
-        let tasks: Vec<Task> = self.db.tasks().state().read().query().collect();
-        let want: Vec<Task> = self.tasks.rows.values().cloned().collect();
-        prop_assert_eq!(tasks, want, "tasks after close");
-        let memories: Vec<Memory> = self.db.memories().state().read().query().collect();
-        let want: Vec<Memory> = self.memories.rows.values().cloned().collect();
-        prop_assert_eq!(memories, want, "memories after close");
+        let folded = |last: Option<u64>| last.map_or(0, |s| s + 1);
+        let t = self.db.tasks();
+        let want = self
+            .tasks
+            .fold_range(rows.0, before.0, folded(t.folded_through_seq()));
+        let got: Vec<Task> = t.state().read().query().collect();
+        prop_assert_eq!(
+            got,
+            want.into_values().collect::<Vec<_>>(),
+            "tasks after close"
+        );
+        let m = self.db.memories();
+        let want = self
+            .memories
+            .fold_range(rows.1, before.1, folded(m.folded_through_seq()));
+        let got: Vec<Memory> = m.state().read().query().collect();
+        prop_assert_eq!(
+            got,
+            want.into_values().collect::<Vec<_>>(),
+            "memories after close"
+        );
         Ok(())
     }
 
     /// Closes and opens again (`bundle`: from it); the watches are registered again on the
     /// new adapters before the replay has caught up.
     async fn reopen(&mut self, r: &Restart, bundle: Option<usize>) -> Result<(), TestCaseError> {
-        self.close()?;
+        self.close_after(&r.before_close)?;
         if r.new_process {
             // A new process: the old Redex goes (its lock with it), then a new one opens.
             // The old adapters stay until the new db replaces them: their files are closed.
@@ -1570,15 +1614,26 @@ impl<D: Db> Harness<D> {
         Ok(())
     }
 
-    fn snapshot(&mut self) -> Result<(), TestCaseError> {
-        let bytes = self.db.snapshot().map_err(fail)?;
+    /// Appends `ws`, takes a snapshot before the fold applies them, and waits for them.
+    async fn snapshot(&mut self, ws: &[Write]) -> Result<(), TestCaseError> {
+        if !self.fold_waits_for_us {
+            self.writes(ws).await?;
+        }
         let last = |next: u64| next.checked_sub(1);
+        let tasks = (self.tasks.rows.clone(), last(self.tasks.next_seq()));
+        let memories = (self.memories.rows.clone(), last(self.memories.next_seq()));
+        let seqs = if self.fold_waits_for_us {
+            self.append(ws)?
+        } else {
+            (None, None)
+        };
+        let bytes = self.db.snapshot().map_err(fail)?;
         self.bundles.push(Bundle {
             bytes,
-            tasks: (self.tasks.rows.clone(), last(self.tasks.next_seq())),
-            memories: (self.memories.rows.clone(), last(self.memories.next_seq())),
+            tasks,
+            memories,
         });
-        Ok(())
+        self.wait(seqs).await
     }
 
     fn sweep(&mut self) -> Result<(), TestCaseError> {
@@ -1631,7 +1686,8 @@ impl<D: Db> Harness<D> {
             Op::Write(w) => self.writes(std::slice::from_ref(w)).await,
             Op::Burst(ws) => self.writes(ws).await,
             Op::Reopen(r) => self.reopen(r, None).await,
-            Op::Snapshot => self.snapshot(),
+            Op::Snapshot => self.snapshot(&[]).await,
+            Op::SnapshotBeforeFold(ws) => self.snapshot(ws).await,
             Op::Restore { back, restart } => {
                 let n = self.bundles.len();
                 if n == 0 {
@@ -1776,12 +1832,12 @@ impl<D: Db> Harness<D> {
         for w in &mut self.watchers {
             match w {
                 AnyWatcher::Tasks(w) => {
-                    drain(w)?;
+                    prop_assert!(!drain(w)?, "{}: the stream ended", w.spec);
                     let want = w.query.expected(&self.tasks.rows);
                     prop_assert_eq!(&w.last, &want, "{} ({:?})", w.spec, w.query);
                 }
                 AnyWatcher::Memories(w) => {
-                    drain(w)?;
+                    prop_assert!(!drain(w)?, "{}: the stream ended", w.spec);
                     let want = w.query.expected(&self.memories.rows);
                     prop_assert_eq!(&w.last, &want, "{} ({:?})", w.spec, w.query);
                 }
