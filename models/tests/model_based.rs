@@ -1,22 +1,29 @@
 //! Model-based property test of the seed's models: random sequences of every typed write
 //! of `tasks` and `memories` (on ids 1..=8, so writes hit existing rows and missing ones),
 //! bursts of writes folded together, close / reopen of a persistent directory (in a new
-//! `Redex`, like a new process, or in the same one), `snapshot` / `open_from_snapshot` of
-//! any bundle taken earlier, retention sweeps, and watches registered and dropped.
+//! `Redex`, like a new process, or in the same one; with writes just before the close and
+//! during the replay), `snapshot` / `open_from_snapshot` of any bundle taken earlier,
+//! retention sweeps (after the fold, and before it has read what they evict), and watches
+//! registered and dropped.
 //!
 //! The reference is plain Rust: per model, the list of events written (with the timestamp
 //! the log stored for each), the oldest one retention keeps, and a `BTreeMap` of rows updated
 //! by the same writes. A reopen replays the retained events into an empty map; a restore
-//! starts from the map the bundle was taken from and replays the retained events after it.
-//! After every step, once the fold has caught up:
+//! starts from the map the bundle was taken from and replays the retained events after it;
+//! events evicted before the fold read them are skipped, as an `Evicted` gap unless the
+//! fold started at the head and had read nothing yet. After every step, once the fold has
+//! caught up:
 //!
 //! * the rows, `find_unique` of every id, the log's first and next seq, how far the fold
-//!   got, its errors and the restore outcome equal the reference's;
+//!   got, its errors (the gaps) and the restore outcome equal the reference's;
 //! * every query of a list derived from the reference (each filter clause alone and
 //!   combined, every ordering, offsets and limits, ranges on the stored timestamps), through
 //!   `collect`, `count`, `first`, and for filters `count_where` / `exists_where`, equals the
 //!   reference rows filtered, sorted (ties by id), offset and limited;
 //! * every watch's last emission equals its query, and no emission repeats the previous one.
+//!
+//! At a close, the state must be the reference as of the last event folded, and every watch
+//! stream must end.
 //!
 //! Timestamps: `created_ns` / `updated_ns` are the log's timestamps of the events, which the
 //! reference reads back from the log right after each append (`read_range(seq, seq + 1)`)
@@ -30,6 +37,9 @@
 //! same adapters whose files keep the last [`RETAIN`] events in small segments and whose
 //! folds skip what they cannot apply, so a bundle restored after retention passed it leaves
 //! an `Evicted` gap the reference predicts (the rows built by the evicted events stay lost).
+//! The second runs on a current-thread runtime, where the fold runs only when the test
+//! awaits, so "before the fold has read them" is exact; and on a multi-thread runtime,
+//! where those steps wait for the fold first (anything else would race).
 //!
 //! No sleeps: reads follow `wait_for_seq` / `catch_up`, after which every watch already
 //! holds its result (the documented guarantee), so watches are drained with `now_or_never`.
@@ -1439,9 +1449,22 @@ fn memory_watch_on(
     }
 }
 
+/// The case's directory: in memory (`/dev/shm`) where there is one, so that the fsyncs of
+/// each close cost nothing (what is tested is the logic, not the disk: the crash harness
+/// tests the disk); elsewhere the system's temporary directory.
+fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new().prefix("netdb-mbt").tempdir_in(shm)
+    {
+        return Ok(dir);
+    }
+    tempfile::tempdir()
+}
+
 impl<D: Db> Harness<D> {
     fn new(flavor: Flavor) -> Result<Self, TestCaseError> {
-        let dir = tempfile::tempdir().map_err(fail)?;
+        let dir = scratch_dir().map_err(fail)?;
         let redex = Redex::with_persistent_dir(dir.path()).map_err(fail)?;
         let db = D::open(&redex).map_err(fail)?;
         Ok(Harness {
@@ -1540,27 +1563,24 @@ impl<D: Db> Harness<D> {
             };
             prop_assert!(ended, "{}: the stream did not end at close", spec);
         }
+        // The table's own mark, read under the same lock as the rows.
         let folded = |last: Option<u64>| last.map_or(0, |s| s + 1);
-        let t = self.db.tasks();
-        let want = self
-            .tasks
-            .fold_range(rows.0, before.0, folded(t.folded_through_seq()));
-        let got: Vec<Task> = t.state().read().query().collect();
-        prop_assert_eq!(
-            got,
-            want.into_values().collect::<Vec<_>>(),
-            "tasks after close"
-        );
-        let m = self.db.memories();
-        let want = self
-            .memories
-            .fold_range(rows.1, before.1, folded(m.folded_through_seq()));
-        let got: Vec<Memory> = m.state().read().query().collect();
-        prop_assert_eq!(
-            got,
-            want.into_values().collect::<Vec<_>>(),
-            "memories after close"
-        );
+        let (got, through) = {
+            let state = self.db.tasks().state();
+            let t = state.read();
+            (t.query().collect(), folded(t.folded_through_seq()))
+        };
+        let want = self.tasks.fold_range(rows.0, before.0, through);
+        let want: Vec<Task> = want.into_values().collect();
+        prop_assert_eq!(got, want, "tasks after close");
+        let (got, through) = {
+            let state = self.db.memories().state();
+            let t = state.read();
+            (t.query().collect(), folded(t.folded_through_seq()))
+        };
+        let want = self.memories.fold_range(rows.1, before.1, through);
+        let want: Vec<Memory> = want.into_values().collect();
+        prop_assert_eq!(got, want, "memories after close");
         Ok(())
     }
 
