@@ -76,6 +76,7 @@ const ORIGIN: u64 = 1;
 fn retaining() -> CortexConfig {
     CortexConfig::default()
         .with_fold_error_policy(FoldErrorPolicy::LogAndContinue)
+        .with_max_batch(3)
         .with_file_config(
             RedexFileConfig::default()
                 .with_persistent(true)
@@ -85,7 +86,8 @@ fn retaining() -> CortexConfig {
 }
 
 /// The seed's two models on files with retention, in small segments (so sweeps delete
-/// segment files), with folds that skip an `Evicted` gap.
+/// segment files), with folds that skip an `Evicted` gap and apply at most 3 events per
+/// batch (so replays, bursts and gaps span several batches).
 #[derive(Debug, netdb_runtime::NetDb)]
 struct RetainingDb {
     #[netdb(config = retaining)]
