@@ -12,11 +12,12 @@
 //! `"alpha"` for even `i` and `"beta"` for odd `i`, source `"bench"`. Both models are caught
 //! up (`catch_up()`) before anything is measured, and the row counts are checked.
 //!
-//! * `query_{n}/*`: `find_unique`, the tasks `find_many` on status = Completed (through a
-//!   `TaskFilter` and through `query().where_status(..).collect()`), `count_where` on the
+//! * `query_{n}/*`: `find_unique`, the tasks `find_many` on status = Completed (borrowed
+//!   rows, `Vec<&Task>`, as `find_many` returns them; and `query().where_status(..).collect()`,
+//!   which clones every row, as the reference's `find_many` does), `count_where` on the
 //!   indexed status, the memories `find_many` / `count_where` on tag = "alpha". A read guard
 //!   is held for the whole group, as in the runtime's `query_10k`. At 10 K, `collect_arcs`
-//!   and `count` variants show what the clones cost.
+//!   variants show the cost of owned, shared rows.
 //! * `ingest/*`: typed writes (`tasks().create`, `memories().store`) appended **and folded**:
 //!   every iteration appends `INGEST_BATCH` events and awaits `wait_for_seq` of the last one.
 //!   Throughput is events. A fresh database serves every `CHUNK_EVENTS` events (untimed), so
@@ -181,6 +182,9 @@ fn queries(c: &mut Criterion) {
         });
         group.bench_function("memories/find_many_tag_alpha", |b| {
             b.iter(|| black_box(memories.find_many(black_box(&alpha))));
+        });
+        group.bench_function("memories/find_many_tag_alpha/query_collect_cloned", |b| {
+            b.iter(|| black_box(memories.query().where_tag(black_box("alpha")).collect()));
         });
         group.bench_function("memories/count_where_tag_alpha", |b| {
             b.iter(|| black_box(memories.count_where(black_box(&alpha))));

@@ -111,6 +111,8 @@ mod book {
     struct Restart;
     #[doc = include_str!("../../book/src/on-disk-format.md")]
     struct OnDiskFormat;
+    #[doc = include_str!("../../book/src/reliability.md")]
+    struct Reliability;
     #[doc = include_str!("../../book/src/performance.md")]
     struct Performance;
     #[doc = include_str!("../../book/src/faq.md")]
