@@ -119,7 +119,7 @@ impl<M: CortexModel> QuerySpec<M> {
             // The index yields rows already in order: stop as soon as the limit is reached.
             // (An exact candidate set is not the walk: every walked row is tested.)
             let _ = walk
-                .map(|k| rows.at(k))
+                .filter_map(|k| rows.row_for(k))
                 .filter(|row| self.filter.matches(row))
                 .try_for_each(&mut emit);
             return;
@@ -308,10 +308,22 @@ fn visit_candidates<'a, M: CortexModel>(
     f: &mut impl FnMut(&'a Arc<M>) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     match (chosen, dir) {
-        (Chosen::Set(s), Direction::Asc) => s.iter().try_for_each(|k| f(rows.at(k))),
-        (Chosen::Set(s), Direction::Desc) => s.iter().rev().try_for_each(|k| f(rows.at(k))),
-        (Chosen::Keys(v), Direction::Asc) => v.iter().try_for_each(|k| f(rows.at(k))),
-        (Chosen::Keys(v), Direction::Desc) => v.iter().rev().try_for_each(|k| f(rows.at(k))),
+        (Chosen::Set(s), Direction::Asc) => {
+            s.iter().filter_map(|k| rows.row_for(k)).try_for_each(f)
+        }
+        (Chosen::Set(s), Direction::Desc) => s
+            .iter()
+            .rev()
+            .filter_map(|k| rows.row_for(k))
+            .try_for_each(f),
+        (Chosen::Keys(v), Direction::Asc) => {
+            v.iter().filter_map(|k| rows.row_for(k)).try_for_each(f)
+        }
+        (Chosen::Keys(v), Direction::Desc) => v
+            .iter()
+            .rev()
+            .filter_map(|k| rows.row_for(k))
+            .try_for_each(f),
         (Chosen::Ids(v), Direction::Asc) => v.iter().filter_map(|id| rows.get(id)).try_for_each(f),
         (Chosen::Ids(v), Direction::Desc) => {
             v.iter().rev().filter_map(|id| rows.get(id)).try_for_each(f)

@@ -12,7 +12,7 @@ use std::fmt;
 /// Elements per chunk before it splits in two.
 const CHUNK: usize = 512;
 
-/// An ordered set of `T` in sorted chunks of at most [`CHUNK`] elements. No chunk is empty.
+/// An ordered set of `T` in sorted chunks of at most 512 elements. No chunk is empty.
 #[derive(Clone)]
 pub struct SortedSet<T> {
     chunks: Vec<Vec<T>>,

@@ -64,10 +64,21 @@ impl<M: CortexModel> Rows<M> {
         self.by_id.get(id).map(|(_, row)| row)
     }
 
-    /// The row an index or the id order names.
+    /// The row the id order names (the table keeps it in step with the slots).
     #[inline]
-    pub(crate) fn at(&self, key: &RowKey<M::Id>) -> &Arc<M> {
+    fn at(&self, key: &RowKey<M::Id>) -> &Arc<M> {
         self.slots[key.slot()].as_ref().expect(LIVE)
+    }
+
+    /// The row an index entry names. Index entries are kept by model code (a generated
+    /// `IndexSet`): if that code panicked halfway and left an entry behind, the entry's
+    /// slot may be empty or hold another row, and the entry is skipped.
+    #[inline]
+    pub(crate) fn row_for(&self, key: &RowKey<M::Id>) -> Option<&Arc<M>> {
+        self.slots
+            .get(key.slot())?
+            .as_ref()
+            .filter(|row| row.id() == key.id())
     }
 
     /// Stores `row` under `id`, replacing the row with that id (which keeps its slot).
