@@ -2,7 +2,7 @@
 //! several processes (or machines) share one replicated log. Feature `jetstream`.
 //!
 //! ```no_run
-//! use std::sync::Arc;
+//! use netdb_runtime::cortex::CortexLog;
 //! use netdb_runtime::jetstream::{JetStream, JetStreamLogConfig, JetStreamOptions};
 //!
 //! let js = JetStream::connect(JetStreamOptions::new(["nats://127.0.0.1:4222"]))?;
@@ -10,7 +10,7 @@
 //! let seq = log.append(b"hello")?;
 //! assert_eq!(log.read_range(seq, seq + 1)?[0].payload, &b"hello"[..]);
 //! // A model folds it like a RedEX file:
-//! // CortexAdapter::<Task>::open_on_log(Arc::new(log), origin, CortexConfig::default())
+//! // CortexAdapter::<Task>::open_on_log(std::sync::Arc::new(log), origin, config)
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
