@@ -9,6 +9,9 @@
 //! * [`netdb`] — the `NetDb` façade: several models under one handle, with whole-database
 //!   snapshot and restore.
 //!
+//! * `jetstream` (feature `jetstream`) — the same models on NATS JetStream: a log shared
+//!   by several processes and machines, replicated by the servers.
+//!
 //! ```
 //! use netdb_runtime::redex::{Redex, RedexFileConfig};
 //!
@@ -24,6 +27,8 @@
 #![warn(missing_docs)]
 
 pub mod cortex;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 pub mod netdb;
 pub mod redex;
 

@@ -147,6 +147,76 @@ pub enum RedexError {
         dir: PathBuf,
     },
 
+    /// An append that expected the log to end at `expected` found another writer had moved
+    /// it to `found` (a log shared between writers, such as a JetStream stream). Nothing
+    /// was written.
+    #[error(
+        "channel `{channel}`: another writer appended first (this append expected the next \
+         seq to be {expected}, the log is at {found}); nothing was written. Catch up \
+         (wait_for_seq({found} - 1)), check the write still makes sense and append again"
+    )]
+    Conflict {
+        /// The channel.
+        channel: ChannelName,
+        /// The next seq this writer expected.
+        expected: u64,
+        /// The log's next seq when the append was refused.
+        found: u64,
+    },
+
+    /// Only the first events of an `append_batch` were appended: the log has no atomic batch
+    /// (JetStream), and the event after them failed.
+    #[error(
+        "channel `{channel}`: only events {}..{} of a batch of {requested} were appended \
+         before an append failed ({source}); the rest were not written. Append the rest \
+         again once the cause is fixed",
+        appended.start, appended.end
+    )]
+    PartialBatch {
+        /// The channel.
+        channel: ChannelName,
+        /// The seqs of the events that were appended (possibly empty).
+        appended: std::ops::Range<u64>,
+        /// How many events the batch had.
+        requested: usize,
+        /// Why the next event was not appended.
+        #[source]
+        source: Box<RedexError>,
+    },
+
+    /// The server holding the log (JetStream) could not be reached or did not answer in time.
+    #[error(
+        "channel `{channel}`: {op} failed because the server is unavailable ({reason}); the \
+         client reconnects by itself, retry once the server is back{}",
+        if *outcome_unknown {
+            " (the append may or may not have been stored: catch up and check before \
+             appending it again)"
+        } else {
+            ""
+        }
+    )]
+    Unavailable {
+        /// The channel.
+        channel: ChannelName,
+        /// What was being done (`"append"`, `"read"`, `"open"`, ...).
+        op: &'static str,
+        /// What the client reported.
+        reason: String,
+        /// Whether an append may have been stored even though it was not acknowledged.
+        outcome_unknown: bool,
+    },
+
+    /// The server holding the log (JetStream) refused a request.
+    #[error("channel `{channel}`: {op} was refused by the server: {reason}")]
+    Backend {
+        /// The channel.
+        channel: ChannelName,
+        /// What was being done.
+        op: &'static str,
+        /// What the server said, and what to do where known.
+        reason: String,
+    },
+
     /// An I/O call failed.
     #[error("{op} {} failed: {source}", path.display())]
     Io {

@@ -1,0 +1,681 @@
+//! The JetStream log against real servers: each test starts `nats-server -js` on a free
+//! loopback port with a temporary store directory and stops it by pid.
+//!
+//! `nats-server` must be installed (`apt-get install -y nats-server`; CI installs it), or
+//! named by `NATS_SERVER=/path/to/nats-server`. `NETDB_SKIP_JETSTREAM=1` skips these tests
+//! where it cannot be installed.
+
+#![cfg(feature = "jetstream")]
+
+use std::net::{TcpListener, TcpStream};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use netdb_runtime::cortex::{CortexLog, LogTail, RestoreOutcome};
+use netdb_runtime::jetstream::{
+    JetStream, JetStreamLog, JetStreamLogConfig, JetStreamOptions, WriterMode,
+};
+use netdb_runtime::prelude::*;
+use netdb_runtime::redex::{ChannelName, RedexError, RedexEvent};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+// ---- the harness ----------------------------------------------------------------------
+
+fn nats_server_binary() -> Option<PathBuf> {
+    if std::env::var_os("NETDB_SKIP_JETSTREAM").is_some_and(|v| v == "1") {
+        return None;
+    }
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/local/sbin".into()]);
+    for dir in dirs {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    panic!(
+        "the JetStream tests need `nats-server` (2.9 or later): install it \
+         (`apt-get install -y nats-server`, or https://github.com/nats-io/nats-server/releases), \
+         name it with NATS_SERVER=/path/to/nats-server, or skip these tests with \
+         NETDB_SKIP_JETSTREAM=1"
+    );
+}
+
+/// A `nats-server -js` on loopback; killed by pid when dropped.
+struct NatsServer {
+    binary: PathBuf,
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+    extra: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NatsServer {
+    /// Starts a server, or `None` when the tests are skipped.
+    fn start() -> Option<NatsServer> {
+        let binary = nats_server_binary()?;
+        let mut server = NatsServer::new(binary, free_port(), Vec::new());
+        server.restart();
+        Some(server)
+    }
+
+    fn new(binary: PathBuf, port: u16, extra: Vec<String>) -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        NatsServer {
+            binary,
+            child: None,
+            port,
+            store: dir.path().join("store"),
+            extra,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and store directory.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let child = spawn_server(&self.binary, self.port, &self.store, &self.extra);
+        self.child = Some(child);
+        wait_listening(self.port);
+    }
+
+    /// Kills the server (SIGKILL, by pid) and waits for it to exit.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_server(binary: &Path, port: u16, store: &Path, extra: &[String]) -> Child {
+    Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()))
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn connect(server: &NatsServer) -> JetStream {
+    JetStream::connect(
+        JetStreamOptions::new([server.url()])
+            .with_request_timeout(Duration::from_secs(2))
+            .with_append_timeout(Duration::from_secs(2)),
+    )
+    .unwrap()
+}
+
+fn channel(name: &str) -> ChannelName {
+    name.parse().unwrap()
+}
+
+async fn collect(tail: &mut LogTail, n: usize) -> Vec<Result<RedexEvent, RedexError>> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let item = tokio::time::timeout(Duration::from_secs(10), tail.next())
+            .await
+            .expect("tail stalled")
+            .expect("tail ended");
+        out.push(item);
+    }
+    out
+}
+
+fn payloads(events: &[RedexEvent]) -> Vec<(u64, &[u8])> {
+    events.iter().map(|e| (e.seq, &e.payload[..])).collect()
+}
+
+// ---- the log ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_read_tail_round_trip_with_redex_seqs() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let log = js
+        .open_log(
+            &channel("test/js/round-trip"),
+            JetStreamLogConfig::default(),
+        )
+        .unwrap();
+    assert_eq!(log.stream_name(), "NETDB_test~js~round-trip");
+    assert_eq!(log.subject(), "netdb.test.js.round-trip");
+    assert_eq!((log.first_seq(), log.next_seq()), (0, 0));
+
+    // RedEX seqs: the first event is 0 (stream message 1).
+    assert_eq!(log.append(b"a").unwrap(), 0);
+    assert_eq!(log.append(b"b").unwrap(), 1);
+    assert_eq!(log.append_batch(&[b"c", b"d", b"e"]).unwrap(), 2..5);
+    assert_eq!(log.append_batch(&[]).unwrap(), 5..5);
+    assert_eq!((log.first_seq(), log.next_seq()), (0, 5));
+
+    let all = log.read_range(0, 100).unwrap();
+    assert_eq!(
+        payloads(&all),
+        [(0, &b"a"[..]), (1, b"b"), (2, b"c"), (3, b"d"), (4, b"e")]
+    );
+    assert_eq!(
+        payloads(&log.read_range(2, 4).unwrap()),
+        [(2, &b"c"[..]), (3, b"d")]
+    );
+    assert!(log.read_range(4, 4).unwrap().is_empty());
+    assert!(
+        all.iter()
+            .all(|e| e.timestamp_ns > 1_600_000_000_000_000_000)
+    );
+
+    // A tail from the middle: backfill, then live.
+    let mut tail = log.tail(3);
+    let got: Vec<_> = collect(&mut tail, 2)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(payloads(&got), [(3, &b"d"[..]), (4, b"e")]);
+    assert_eq!(log.append(b"f").unwrap(), 5);
+    let got = collect(&mut tail, 1).await.pop().unwrap().unwrap();
+    assert_eq!((got.seq, &got.payload[..]), (5, &b"f"[..]));
+
+    // A second handle (another connection) sees the same log.
+    let other = connect(&server)
+        .open_log(
+            &channel("test/js/round-trip"),
+            JetStreamLogConfig::default(),
+        )
+        .unwrap();
+    assert_eq!(other.next_seq(), 6);
+    assert_eq!(payloads(&other.read_range(5, 6).unwrap()), [(5, &b"f"[..])]);
+
+    // Close: the tail ends after what the log held, appends fail.
+    log.close().unwrap();
+    assert!(matches!(log.append(b"g"), Err(RedexError::Closed { .. })));
+    assert!(matches!(log.sync(), Err(RedexError::Closed { .. })));
+    let end = tokio::time::timeout(Duration::from_secs(10), tail.next())
+        .await
+        .unwrap();
+    assert!(end.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_maps_to_stream_limits_and_tails_report_eviction() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let config = JetStreamLogConfig::default().with_retention_max_events(3);
+    let log = js
+        .open_log(&channel("test/js/retention"), config.clone())
+        .unwrap();
+    for i in 0..5u8 {
+        assert_eq!(log.append(&[i]).unwrap(), u64::from(i));
+    }
+    assert_eq!((log.first_seq(), log.next_seq()), (2, 5));
+    match log.read_range(0, 5) {
+        Err(RedexError::Evicted {
+            requested: 0,
+            first_available: 2,
+            ..
+        }) => {}
+        other => panic!("expected Evicted, got {other:?}"),
+    }
+    let mut tail = log.tail(0);
+    let got = collect(&mut tail, 4).await;
+    assert!(matches!(
+        got[0],
+        Err(RedexError::Evicted {
+            requested: 0,
+            first_available: 2,
+            ..
+        })
+    ));
+    let seqs: Vec<u64> = got[1..].iter().map(|e| e.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, [2, 3, 4]);
+
+    // Reopening with other limits is refused, saying what differs.
+    let err = js
+        .open_log(
+            &channel("test/js/retention"),
+            JetStreamLogConfig::default().with_retention_max_events(10),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("max_msgs 3 (asked for 10)"),
+        "{err}"
+    );
+    // Replicas other than 1 or 3 are refused before asking the server.
+    assert!(matches!(
+        js.open_log(
+            &channel("test/js/r2"),
+            JetStreamLogConfig::default().with_replicas(2)
+        ),
+        Err(RedexError::InvalidConfig { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_single_writer_gets_a_conflict_not_an_interleaving() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let ch = channel("test/js/conflict");
+    let a = connect(&server)
+        .open_log(&ch, JetStreamLogConfig::default())
+        .unwrap();
+    let b = connect(&server)
+        .open_log(&ch, JetStreamLogConfig::default())
+        .unwrap();
+    assert_eq!(a.append(b"a0").unwrap(), 0);
+    // B still believes the log ends at 0.
+    match b.append(b"b0") {
+        Err(RedexError::Conflict {
+            expected: 0,
+            found: 1,
+            ..
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Nothing of B's was written; having learnt the new end, B's next append lands after A's.
+    assert_eq!(b.append(b"b0").unwrap(), 1);
+    // A batch that races: nothing written, typed error.
+    match a.append_batch(&[b"x", b"y"]) {
+        Err(RedexError::Conflict {
+            expected: 1,
+            found: 2,
+            ..
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(a.append_batch(&[b"x", b"y"]).unwrap(), 2..4);
+    let all = a.read_range(0, 10).unwrap();
+    assert_eq!(
+        payloads(&all),
+        [(0, &b"a0"[..]), (1, b"b0"), (2, b"x"), (3, b"y")]
+    );
+
+    // Multi-writer handles append without expectations.
+    let multi = JetStreamLogConfig::default().with_writer_mode(WriterMode::Multi);
+    let c = connect(&server).open_log(&ch, multi.clone()).unwrap();
+    let d = connect(&server).open_log(&ch, multi).unwrap();
+    assert_eq!(c.append(b"c").unwrap(), 4);
+    assert_eq!(d.append(b"d").unwrap(), 5);
+    assert_eq!(c.append_batch(&[b"c1", b"c2"]).unwrap(), 6..8);
+}
+
+// ---- a model on JetStream ----------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Status {
+    Todo,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+#[cortex(channel = "test/js/tasks")]
+pub struct Task {
+    pub id: u64,
+    #[cortex(filter(contains))]
+    pub title: String,
+    #[cortex(filter, index)]
+    pub status: Status,
+}
+
+fn task(id: u64, title: &str, status: Status) -> Task {
+    Task {
+        id,
+        title: title.into(),
+        status,
+    }
+}
+
+/// A log that records where its tails start, to see what a restore replays.
+#[derive(Debug)]
+struct Recording {
+    log: JetStreamLog,
+    tails: Mutex<Vec<u64>>,
+}
+
+impl CortexLog for Recording {
+    fn append(&self, payload: &[u8]) -> Result<u64, RedexError> {
+        self.log.append(payload)
+    }
+    fn append_batch(&self, payloads: &[&[u8]]) -> Result<Range<u64>, RedexError> {
+        self.log.append_batch(payloads)
+    }
+    fn read_range(&self, start: u64, end: u64) -> Result<Vec<RedexEvent>, RedexError> {
+        self.log.read_range(start, end)
+    }
+    fn tail(&self, from: u64) -> LogTail {
+        self.tails.lock().push(from);
+        self.log.tail(from)
+    }
+    fn next_seq(&self) -> u64 {
+        self.log.next_seq()
+    }
+    fn first_seq(&self) -> u64 {
+        self.log.first_seq()
+    }
+    fn sync(&self) -> Result<(), RedexError> {
+        self.log.sync()
+    }
+    fn close(&self) -> Result<(), RedexError> {
+        self.log.close()
+    }
+}
+
+fn open_tasks(log: JetStreamLog, origin: u64) -> TasksAdapter {
+    TasksAdapter::from(
+        CortexAdapter::<Task>::open_on_log(Arc::new(log), origin, CortexConfig::default()).unwrap(),
+    )
+}
+
+fn tasks_log(js: &JetStream) -> JetStreamLog {
+    js.open_log(&channel("test/js/tasks"), JetStreamLogConfig::default())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_runs_on_jetstream_with_queries_watches_and_snapshots() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let tasks = open_tasks(tasks_log(&js), 1);
+    let mut done = tasks.watch().where_status(Status::Done).stream();
+    assert_eq!(next_ids(&mut done).await, Vec::<u64>::new());
+
+    for i in 0..6 {
+        tasks
+            .insert(task(i, &format!("task {i}"), Status::Todo))
+            .unwrap();
+    }
+    let s = tasks
+        .update(TaskPatch::new(2).status(Status::Done))
+        .unwrap();
+    tasks.wait_for_seq(s).await.unwrap();
+    {
+        let state = tasks.state();
+        let st = state.read();
+        assert_eq!(st.len(), 6);
+        assert_eq!(st.query().where_status(Status::Done).count(), 1);
+        assert_eq!(st.query().where_title_contains("TASK 4").count(), 1);
+    }
+    assert_eq!(next_ids(&mut done).await, [2]);
+
+    // A second adapter in another connection (as another process would) sees the writes.
+    let js2 = connect(&server);
+    let reader = open_tasks(tasks_log(&js2), 2);
+    reader.wait_for_seq(s).await.unwrap();
+    assert_eq!(reader.state().read().len(), 6);
+
+    // Snapshot, more writes, then restore: the restore folds only the newer messages.
+    let (bytes, last_seq) = tasks.snapshot().unwrap();
+    assert_eq!(last_seq, Some(s));
+    tasks.delete(0).unwrap();
+    let s2 = tasks
+        .update(TaskPatch::new(3).status(Status::Done))
+        .unwrap();
+    tasks.wait_for_seq(s2).await.unwrap();
+    assert_eq!(next_ids(&mut done).await, [2, 3]);
+
+    let recording = Arc::new(Recording {
+        log: tasks_log(&js2),
+        tails: Mutex::new(Vec::new()),
+    });
+    let restored = TasksAdapter::from(
+        CortexAdapter::<Task>::open_from_snapshot_on_log(
+            recording.clone(),
+            3,
+            &bytes,
+            last_seq,
+            CortexConfig::default(),
+        )
+        .unwrap(),
+    );
+    assert!(matches!(
+        restored.restore_outcome(),
+        RestoreOutcome::Snapshot(_)
+    ));
+    assert_eq!(*recording.tails.lock(), [s + 1]);
+    restored.wait_for_seq(s2).await.unwrap();
+    {
+        let state = restored.state();
+        let st = state.read();
+        assert_eq!(st.len(), 5);
+        assert_eq!(st.query().where_status(Status::Done).count(), 2);
+    }
+    restored.close().unwrap();
+    reader.close().unwrap();
+    tasks.close().unwrap();
+}
+
+async fn next_ids(watch: &mut (impl futures_util::Stream<Item = Vec<Task>> + Unpin)) -> Vec<u64> {
+    let rows = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("no emission")
+        .expect("watch ended");
+    rows.into_iter().map(|t| t.id).collect()
+}
+
+// ---- connection loss ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_loss_is_a_typed_error_and_recovers_when_the_server_returns() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let log = Arc::new(
+        js.open_log(&channel("test/js/outage"), JetStreamLogConfig::default())
+            .unwrap(),
+    );
+    assert_eq!(log.append(b"before").unwrap(), 0);
+    let mut tail = log.tail(0);
+    assert_eq!(collect(&mut tail, 1).await[0].as_ref().unwrap().seq, 0);
+
+    server.kill();
+    let log2 = Arc::clone(&log);
+    let err = tokio::task::spawn_blocking(move || log2.append(b"lost?"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    match &err {
+        RedexError::Unavailable {
+            op: "append",
+            outcome_unknown: true,
+            ..
+        } => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("may or may not have been stored"),
+        "{err}"
+    );
+    let log2 = Arc::clone(&log);
+    let err = tokio::task::spawn_blocking(move || log2.read_range(0, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, RedexError::Unavailable { .. }), "{err:?}");
+
+    // The server returns on the same port and store: appends work again once the client
+    // reconnected. The unacknowledged append may have been stored after all (the client
+    // sends what it buffered when it reconnects): then the next append is a conflict, as
+    // this writer did not know of it, and the one after lands behind it.
+    server.restart();
+    let log2 = Arc::clone(&log);
+    let seq = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conflicts = 0;
+        loop {
+            match log2.append(b"after") {
+                Ok(seq) => return seq,
+                Err(RedexError::Unavailable { .. }) if Instant::now() < deadline => {}
+                Err(RedexError::Conflict {
+                    expected: 1,
+                    found: 2,
+                    ..
+                }) if conflicts == 0 => conflicts += 1,
+                Err(e) => panic!("append after the restart failed: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let all = log.read_range(0, 10).unwrap();
+    let expected: Vec<(u64, &[u8])> = if seq == 1 {
+        vec![(0, b"before"), (1, b"after")]
+    } else {
+        vec![(0, b"before"), (1, b"lost?"), (2, b"after")]
+    };
+    assert_eq!(payloads(&all), expected);
+    // The tail resumes with no gap and no duplicate.
+    let got: Vec<_> = collect(&mut tail, expected.len() - 1)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(payloads(&got), expected[1..]);
+}
+
+// ---- a three-server cluster ------------------------------------------------------------
+
+/// Three clustered servers, `n0`..`n2`.
+fn start_cluster() -> Option<Vec<NatsServer>> {
+    let binary = nats_server_binary()?;
+    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes = cluster_ports
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers: Vec<NatsServer> = (0..3)
+        .map(|i| {
+            let extra = vec![
+                "-n".into(),
+                format!("n{i}"),
+                "--cluster_name".into(),
+                "netdb".into(),
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{}", cluster_ports[i]),
+                "--routes".into(),
+                routes.clone(),
+            ];
+            NatsServer::new(binary.clone(), free_port(), extra)
+        })
+        .collect();
+    for s in &mut servers {
+        s.restart();
+    }
+    Some(servers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() {
+    let Some(mut servers) = start_cluster() else {
+        return;
+    };
+    let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
+    let js = JetStream::connect(
+        JetStreamOptions::new(urls)
+            .with_request_timeout(Duration::from_secs(2))
+            .with_append_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let ch = channel("test/js/cluster");
+    let config = JetStreamLogConfig::default().with_replicas(3);
+    // The cluster elects its meta leader after it formed: retry until the stream exists.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        match js.open_log(&ch, config.clone()) {
+            Ok(log) => break Arc::new(log),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the R3 stream was not created: {e}"),
+        }
+    };
+    let leader = loop {
+        if let Some(l) = log.leader().unwrap() {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no stream leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    const N: u64 = 300;
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let log = Arc::clone(&log);
+        tokio::task::spawn_blocking(move || {
+            let mut acked = Vec::new();
+            for i in 0..N {
+                if i == N / 3 {
+                    // Hand over to the killer, and go on once it killed the leader.
+                    killed_rx.recv().unwrap();
+                }
+                let seq = log.append(&i.to_le_bytes()).unwrap();
+                acked.push((seq, i));
+            }
+            acked
+        })
+    };
+    let index: usize = leader[1..].parse().unwrap();
+    servers[index].kill();
+    killed_tx.send(()).unwrap();
+    let acked = tokio::time::timeout(Duration::from_secs(120), writer)
+        .await
+        .expect("ingest did not resume")
+        .unwrap();
+
+    // Every acknowledged append is in the log, once, at the seq it was acknowledged with.
+    let all = log.read_range(0, u64::MAX).unwrap();
+    assert_eq!(all.len() as u64, N);
+    for (seq, i) in acked {
+        assert_eq!(all[seq as usize].payload[..], i.to_le_bytes());
+    }
+    assert_ne!(log.leader().unwrap().as_deref(), Some(leader.as_str()));
+}
