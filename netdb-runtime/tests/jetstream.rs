@@ -672,7 +672,19 @@ async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() 
         .unwrap();
 
     // Every acknowledged append is in the log, once, at the seq it was acknowledged with.
-    let all = log.read_range(0, u64::MAX).unwrap();
+    // Right after a leader change a read can time out (`Unavailable`, a transient, typed
+    // error) while the cluster settles: retry it, within a bound.
+    let mut attempts = 0;
+    let all = loop {
+        match log.read_range(0, u64::MAX) {
+            Ok(all) => break all,
+            Err(e @ RedexError::Unavailable { .. }) if attempts < 10 => {
+                attempts += 1;
+                eprintln!("read after the leader change: {e}; retrying");
+            }
+            Err(e) => panic!("read after the leader change failed: {e}"),
+        }
+    };
     assert_eq!(all.len() as u64, N);
     for (seq, i) in acked {
         assert_eq!(all[seq as usize].payload[..], i.to_le_bytes());
