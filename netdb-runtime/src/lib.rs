@@ -24,6 +24,8 @@
 #![warn(missing_docs)]
 
 pub mod cortex;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod netdb;
 pub mod redex;
 

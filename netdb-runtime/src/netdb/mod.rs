@@ -37,16 +37,16 @@ const MAGIC: &[u8; 8] = b"NDBBUNDL";
 const FORMAT: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct BundleBody {
+pub(crate) struct BundleBody {
     format: u8,
-    models: Vec<BundleEntry>,
+    pub(crate) models: Vec<BundleEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct BundleEntry {
-    channel: String,
-    last_seq: Option<u64>,
-    envelope: Vec<u8>,
+pub(crate) struct BundleEntry {
+    pub(crate) channel: String,
+    pub(crate) last_seq: Option<u64>,
+    pub(crate) envelope: Vec<u8>,
 }
 
 /// A model adapter whose snapshot can go into a bundle: every [`CortexAdapter`].
@@ -308,7 +308,7 @@ impl NetDbBuilder {
     }
 }
 
-fn decode_bundle(bytes: &[u8]) -> Result<BundleBody, SnapshotError> {
+pub(crate) fn decode_bundle(bytes: &[u8]) -> Result<BundleBody, SnapshotError> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or_else(|| SnapshotError::NotABundle {

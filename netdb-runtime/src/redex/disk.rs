@@ -940,7 +940,7 @@ impl SyncedMark {
     }
 }
 
-fn encode_mark(seq: u64) -> [u8; 12] {
+pub(crate) fn encode_mark(seq: u64) -> [u8; 12] {
     let mut raw = [0u8; 12];
     raw[..8].copy_from_slice(&seq.to_le_bytes());
     let crc = crc32c::crc32c(&raw[..8]);
@@ -948,7 +948,7 @@ fn encode_mark(seq: u64) -> [u8; 12] {
     raw
 }
 
-fn decode_mark(raw: &[u8]) -> Option<u64> {
+pub(crate) fn decode_mark(raw: &[u8]) -> Option<u64> {
     let raw: &[u8; 12] = raw.try_into().ok()?;
     let seq = u64::from_le_bytes(raw[..8].try_into().ok()?);
     (crc32c::crc32c(&raw[..8]) == u32::from_le_bytes(raw[8..].try_into().ok()?)).then_some(seq)
