@@ -48,3 +48,40 @@ fn recovery_corpus() {
     replay("recovery", fuzzing::recovery);
 }
 
+/// Found by the `recovery` target (`regressions/recovery/sync-mark-past-an-empty-channel`):
+/// a channel directory whose segments are all gone but whose sync mark says events were
+/// fsynced opened as a fresh, empty log; after appends and a clean close, the next open
+/// refused it as corrupt. The first open now reports the lost events.
+#[test]
+fn a_sync_mark_past_a_channel_without_segments_is_corrupt() {
+    use netdb_runtime::redex::{Redex, RedexError, RedexFileConfig};
+
+    let base = tempfile::tempdir().unwrap();
+    let channel = "fuzz/log".parse().unwrap();
+    let config = RedexFileConfig::default().with_persistent(true);
+    {
+        let redex = Redex::with_persistent_dir(base.path()).unwrap();
+        let file = redex.open_file(&channel, config.clone()).unwrap();
+        for i in 0..6u8 {
+            file.append(&[i; 12]).unwrap();
+        }
+        file.close().unwrap();
+    }
+    let dir = base.path().join("fuzz/log");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("idx" | "dat" | "ts")
+        ) {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let redex = Redex::with_persistent_dir(base.path()).unwrap();
+    match redex.open_file(&channel, config) {
+        Err(RedexError::Corrupt { seq: 0, reason, .. }) => {
+            assert!(reason.contains("up to 5 were fsynced"), "{reason}");
+        }
+        other => panic!("expected Corrupt at seq 0, got {other:?}"),
+    }
+}

@@ -327,6 +327,19 @@ impl DiskLog {
             Some(active) => active,
             None => {
                 let first = head_seq_guess;
+                if mark > first {
+                    // No segment at all, yet the sync mark says events up to `mark - 1`
+                    // were fsynced: they are lost, not torn. Starting afresh below the mark
+                    // would write a log the next open refuses (found by fuzzing).
+                    return Err(RedexError::Corrupt {
+                        file: dir.join(segment_stem(first)).with_extension("idx"),
+                        seq: first,
+                        reason: format!(
+                            "the channel has no segment but events up to {} were fsynced",
+                            mark - 1
+                        ),
+                    });
+                }
                 let files = SegmentFiles::open(&dir, first, OpenMode::Fresh)?;
                 sync_dir(&dir)?;
                 ActiveSegment {
