@@ -224,7 +224,9 @@ async fn write_seed_corpora() {
         body: "from version 1".into(),
         rank: 1,
     });
-    let mut v1_insert = netdb_runtime::cortex::dispatch::INSERT.to_le_bytes().to_vec();
+    let mut v1_insert = netdb_runtime::cortex::dispatch::INSERT
+        .to_le_bytes()
+        .to_vec();
     v1_insert.extend_from_slice(&1u16.to_le_bytes());
     v1_insert.extend_from_slice(&old);
     seeds.add(&v1_insert);
@@ -285,7 +287,10 @@ async fn write_seed_corpora() {
         .open(&redex)
         .unwrap();
     seeds.add(&db.snapshot().unwrap());
-    let only_tasks = NetDb::builder().model::<Task>().open(&Redex::new()).unwrap();
+    let only_tasks = NetDb::builder()
+        .model::<Task>()
+        .open(&Redex::new())
+        .unwrap();
     seeds.add(&only_tasks.snapshot().unwrap());
 
     // Real log directories, and their index records.

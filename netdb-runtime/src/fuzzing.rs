@@ -44,7 +44,11 @@ fn check_event_meta(bytes: &[u8]) {
     match EventMeta::decode(bytes) {
         Ok((meta, body)) => {
             assert_eq!(body, &bytes[EventMeta::LEN..]);
-            assert_eq!(meta.encode(body), bytes, "a decoded header re-encodes differently");
+            assert_eq!(
+                meta.encode(body),
+                bytes,
+                "a decoded header re-encodes differently"
+            );
         }
         Err(e) => drop(e.to_string()),
     }
@@ -68,7 +72,11 @@ pub fn index_record(data: &[u8]) {
         Ok(rec) => rec,
         Err(e) => return drop(e.to_string()),
     };
-    assert_eq!(rec.encode(), raw, "a decoded index record re-encodes differently");
+    assert_eq!(
+        rec.encode(),
+        raw,
+        "a decoded index record re-encodes differently"
+    );
     let verifies = rec.verify(ts, heap);
     let rebuilt = match (rec.inline(), rec.heap()) {
         (Some(inline), _) => IndexRecord::new(rec.seq, ts, inline, 0),
@@ -77,10 +85,16 @@ pub fn index_record(data: &[u8]) {
         }
         _ => return,
     };
-    assert!(rebuilt.verify(ts, heap), "a freshly built record does not verify");
+    assert!(
+        rebuilt.verify(ts, heap),
+        "a freshly built record does not verify"
+    );
     assert_eq!(rebuilt.payload_len(), rec.payload_len());
     if verifies {
-        assert_eq!(rebuilt, rec, "a verified record differs from the one built for it");
+        assert_eq!(
+            rebuilt, rec,
+            "a verified record differs from the one built for it"
+        );
     }
 }
 
@@ -159,7 +173,11 @@ where
         Ok(event) => event,
         Err(e) => return drop(e.to_string()),
     };
-    assert_eq!(event.dispatch(), dispatch, "decoded under another dispatch code");
+    assert_eq!(
+        event.dispatch(),
+        dispatch,
+        "decoded under another dispatch code"
+    );
     let mut encoded = Vec::new();
     event
         .encode_body(&mut encoded)
@@ -250,7 +268,9 @@ pub fn recovery(data: &[u8]) {
         Ok(file) => file,
         Err(e) => return drop(e.to_string()),
     };
-    let report = file.recovery_report().expect("a persistent file has a report");
+    let report = file
+        .recovery_report()
+        .expect("a persistent file has a report");
     assert_eq!(
         (report.first_seq, report.next_seq),
         (file.first_seq(), file.next_seq())
