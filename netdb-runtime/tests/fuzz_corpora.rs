@@ -85,3 +85,34 @@ fn a_sync_mark_past_a_channel_without_segments_is_corrupt() {
         other => panic!("expected Corrupt at seq 0, got {other:?}"),
     }
 }
+
+/// Found by the `recovery` target (`regressions/recovery/segment-first-seq-u64-max-*`): a
+/// segment file named for a seq near `u64::MAX` overflowed the seq arithmetic of recovery
+/// (a panic in debug builds, a wrapped seq in release). It is now `Corrupt`.
+#[test]
+fn a_segment_named_past_the_largest_first_seq_is_corrupt() {
+    use netdb_runtime::redex::{Redex, RedexError, RedexFileConfig};
+
+    let base = tempfile::tempdir().unwrap();
+    let channel = "fuzz/log".parse().unwrap();
+    let config = RedexFileConfig::default().with_persistent(true);
+    {
+        let redex = Redex::with_persistent_dir(base.path()).unwrap();
+        let file = redex.open_file(&channel, config.clone()).unwrap();
+        file.append(b"x").unwrap();
+        file.close().unwrap();
+    }
+    let dir = base.path().join("fuzz/log");
+    for ext in ["idx", "dat", "ts"] {
+        std::fs::rename(
+            dir.join(format!("{:020}.{ext}", 0)),
+            dir.join(format!("{}.{ext}", u64::MAX)),
+        )
+        .unwrap();
+    }
+    let redex = Redex::with_persistent_dir(base.path()).unwrap();
+    match redex.open_file(&channel, config) {
+        Err(RedexError::Corrupt { seq, .. }) => assert_eq!(seq, u64::MAX),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
