@@ -116,3 +116,50 @@ fn a_segment_named_past_the_largest_first_seq_is_corrupt() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+/// Found by the `recovery` target (`regressions/recovery/log-grows-past-the-segment-name-cap`):
+/// with segment names capped, a log starting just below the cap could still append past it,
+/// and then refused its own segment on the next open. Appends now stop at `SEQ_LIMIT` with
+/// `SeqExhausted`, and the log reopens.
+#[test]
+fn appends_stop_at_the_seq_limit_and_the_log_reopens() {
+    use netdb_runtime::redex::format::SEQ_LIMIT;
+    use netdb_runtime::redex::{Redex, RedexError, RedexFileConfig};
+
+    let base = tempfile::tempdir().unwrap();
+    let channel = "fuzz/log".parse().unwrap();
+    let config = RedexFileConfig::default()
+        .with_persistent(true)
+        .with_segment_max_bytes(16);
+    {
+        let redex = Redex::with_persistent_dir(base.path()).unwrap();
+        redex
+            .open_file(&channel, config.clone())
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+    let dir = base.path().join("fuzz/log");
+    for ext in ["idx", "dat", "ts"] {
+        std::fs::rename(
+            dir.join(format!("{:020}.{ext}", 0)),
+            dir.join(format!("{:020}.{ext}", SEQ_LIMIT - 1)),
+        )
+        .unwrap();
+    }
+    {
+        let redex = Redex::with_persistent_dir(base.path()).unwrap();
+        let file = redex.open_file(&channel, config.clone()).unwrap();
+        assert_eq!(file.append(&[7; 40]).unwrap(), SEQ_LIMIT - 1);
+        match file.append(b"x") {
+            Err(RedexError::SeqExhausted { next_seq, .. }) => assert_eq!(next_seq, SEQ_LIMIT),
+            other => panic!("expected SeqExhausted, got {other:?}"),
+        }
+        file.close().unwrap();
+    }
+    let redex = Redex::with_persistent_dir(base.path()).unwrap();
+    let file = redex.open_file(&channel, config).unwrap();
+    assert_eq!(file.next_seq(), SEQ_LIMIT);
+    let events = file.read_range(SEQ_LIMIT - 1, SEQ_LIMIT).unwrap();
+    assert_eq!(&events[0].payload[..], &[7; 40][..]);
+}

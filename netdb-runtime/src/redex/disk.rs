@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use bytes::Bytes;
 
 use super::format::{
-    INDEX_RECORD_LEN, IndexRecord, TS_RECORD_LEN, decode_ts, parse_segment_name, segment_stem,
+    INDEX_RECORD_LEN, IndexRecord, SEQ_LIMIT, TS_RECORD_LEN, decode_ts, parse_segment_name,
+    segment_stem,
 };
 use super::{ChannelName, RecoveryReport, RedexError, RedexEvent};
 
@@ -22,10 +23,6 @@ use super::{ChannelName, RecoveryReport, RedexError, RedexEvent};
 const FLUSH_THRESHOLD: usize = 256 << 10;
 /// A segment holds at most this many events, which bounds recovery work on open.
 const MAX_SEGMENT_EVENTS: u64 = 1 << 20;
-/// The largest first seq a segment may have (2^63 - 1). A seq near `u64::MAX` can only
-/// come from a renamed or damaged file; capping it leaves room for every record a file can
-/// hold, so no seq arithmetic in recovery can overflow (found by fuzzing).
-const MAX_SEGMENT_FIRST_SEQ: u64 = u64::MAX >> 1;
 /// Records read per chunk on the cold path.
 const READ_CHUNK_EVENTS: u64 = 4096;
 /// The file recording the first retained sequence number.
@@ -229,12 +226,12 @@ impl DiskLog {
             if let Some((seq, ext)) = name.to_str().and_then(parse_segment_name)
                 && ext == "idx"
             {
-                if seq > MAX_SEGMENT_FIRST_SEQ {
+                if seq > SEQ_LIMIT {
                     return Err(RedexError::Corrupt {
                         file: dir.join(name),
                         seq,
                         reason: format!(
-                            "a segment cannot start past seq {MAX_SEGMENT_FIRST_SEQ}: the file was renamed or damaged"
+                            "a segment cannot start past seq {SEQ_LIMIT}: the file was renamed or damaged"
                         ),
                     });
                 }
@@ -1321,7 +1318,7 @@ fn read_head_file(dir: &Path) -> Option<u64> {
             return None;
         }
     };
-    let head = decode_mark(&raw).filter(|&h| h <= MAX_SEGMENT_FIRST_SEQ);
+    let head = decode_mark(&raw).filter(|&h| h <= SEQ_LIMIT);
     if head.is_none() {
         tracing::warn!(path = %path.display(), "the RedEX head file is damaged; keeping every segment's events (the next retention sweep evicts again)");
     }
