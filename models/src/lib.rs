@@ -33,6 +33,8 @@
 //! Event timestamps (`created_ns`, `updated_ns`) come from the log: the time RedEX stored
 //! the event, so a replay rebuilds exactly the same rows.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memories;
 pub mod tasks;
 

@@ -27,6 +27,8 @@
 #![warn(missing_docs)]
 
 pub mod cortex;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
 pub mod netdb;

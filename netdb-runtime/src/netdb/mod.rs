@@ -37,20 +37,20 @@ const MAGIC: &[u8; 8] = b"NDBBUNDL";
 const FORMAT: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct BundleBody<'a> {
+pub(crate) struct BundleBody<'a> {
     format: u8,
     #[serde(borrow)]
-    models: Vec<BundleEntry<'a>>,
+    pub(crate) models: Vec<BundleEntry<'a>>,
 }
 
 /// A model's entry. The envelope is a byte string (a length, then the bytes): written and
 /// read as one slice, and borrowed from the bundle when decoding, never copied.
 #[derive(Serialize, Deserialize)]
-struct BundleEntry<'a> {
-    channel: String,
-    last_seq: Option<u64>,
+pub(crate) struct BundleEntry<'a> {
+    pub(crate) channel: String,
+    pub(crate) last_seq: Option<u64>,
     #[serde(borrow)]
-    envelope: &'a [u8],
+    pub(crate) envelope: &'a [u8],
 }
 
 /// A model adapter whose snapshot can go into a bundle: every [`CortexAdapter`].
@@ -318,7 +318,7 @@ impl NetDbBuilder {
     }
 }
 
-fn decode_bundle(bytes: &[u8]) -> Result<BundleBody<'_>, SnapshotError> {
+pub(crate) fn decode_bundle(bytes: &[u8]) -> Result<BundleBody<'_>, SnapshotError> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or_else(|| SnapshotError::NotABundle {

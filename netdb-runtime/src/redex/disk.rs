@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use bytes::Bytes;
 
 use super::format::{
-    INDEX_RECORD_LEN, IndexRecord, TS_RECORD_LEN, decode_ts, parse_segment_name, segment_stem,
+    INDEX_RECORD_LEN, IndexRecord, SEQ_LIMIT, TS_RECORD_LEN, decode_ts, parse_segment_name,
+    segment_stem,
 };
 use super::{ChannelName, RecoveryReport, RedexError, RedexEvent};
 
@@ -225,6 +226,15 @@ impl DiskLog {
             if let Some((seq, ext)) = name.to_str().and_then(parse_segment_name)
                 && ext == "idx"
             {
+                if seq > SEQ_LIMIT {
+                    return Err(RedexError::Corrupt {
+                        file: dir.join(name),
+                        seq,
+                        reason: format!(
+                            "a segment cannot start past seq {SEQ_LIMIT}: the file was renamed or damaged"
+                        ),
+                    });
+                }
                 seqs.push(seq);
             }
         }
@@ -327,6 +337,19 @@ impl DiskLog {
             Some(active) => active,
             None => {
                 let first = head_seq_guess;
+                if mark > first {
+                    // No segment at all, yet the sync mark says events up to `mark - 1`
+                    // were fsynced: they are lost, not torn. Starting afresh below the mark
+                    // would write a log the next open refuses (found by fuzzing).
+                    return Err(RedexError::Corrupt {
+                        file: dir.join(segment_stem(first)).with_extension("idx"),
+                        seq: first,
+                        reason: format!(
+                            "the channel has no segment but events up to {} were fsynced",
+                            mark - 1
+                        ),
+                    });
+                }
                 let files = SegmentFiles::open(&dir, first, OpenMode::Fresh)?;
                 sync_dir(&dir)?;
                 ActiveSegment {
@@ -940,7 +963,7 @@ impl SyncedMark {
     }
 }
 
-fn encode_mark(seq: u64) -> [u8; 12] {
+pub(crate) fn encode_mark(seq: u64) -> [u8; 12] {
     let mut raw = [0u8; 12];
     raw[..8].copy_from_slice(&seq.to_le_bytes());
     let crc = crc32c::crc32c(&raw[..8]);
@@ -948,7 +971,7 @@ fn encode_mark(seq: u64) -> [u8; 12] {
     raw
 }
 
-fn decode_mark(raw: &[u8]) -> Option<u64> {
+pub(crate) fn decode_mark(raw: &[u8]) -> Option<u64> {
     let raw: &[u8; 12] = raw.try_into().ok()?;
     let seq = u64::from_le_bytes(raw[..8].try_into().ok()?);
     (crc32c::crc32c(&raw[..8]) == u32::from_le_bytes(raw[8..].try_into().ok()?)).then_some(seq)
@@ -1295,7 +1318,7 @@ fn read_head_file(dir: &Path) -> Option<u64> {
             return None;
         }
     };
-    let head = decode_mark(&raw);
+    let head = decode_mark(&raw).filter(|&h| h <= SEQ_LIMIT);
     if head.is_none() {
         tracing::warn!(path = %path.display(), "the RedEX head file is damaged; keeping every segment's events (the next retention sweep evicts again)");
     }

@@ -90,6 +90,23 @@ pub enum RedexError {
         max: usize,
     },
 
+    /// The append would number an event at or past
+    /// [`SEQ_LIMIT`](super::format::SEQ_LIMIT).
+    #[error(
+        "channel `{channel}`: no room for {events} more events after seq {next_seq} \
+         (sequence numbers stop at {limit})"
+    )]
+    SeqExhausted {
+        /// The channel.
+        channel: ChannelName,
+        /// The seq the next event would get.
+        next_seq: u64,
+        /// How many events the append had.
+        events: u64,
+        /// The limit, [`SEQ_LIMIT`](super::format::SEQ_LIMIT).
+        limit: u64,
+    },
+
     /// Events before the requested sequence number were removed by retention.
     #[error(
         "channel `{channel}`: event {requested} was removed by retention; the oldest \

@@ -514,6 +514,14 @@ impl RedexFile {
         if n == 0 {
             return Ok(first..first);
         }
+        if n > super::format::SEQ_LIMIT.saturating_sub(first) {
+            return Err(RedexError::SeqExhausted {
+                channel: self.inner.channel.clone(),
+                next_seq: first,
+                events: n,
+                limit: super::format::SEQ_LIMIT,
+            });
+        }
         let ts = clock::now_ns();
         let mut sync = None;
         if let Some(disk) = st.disk.as_mut() {

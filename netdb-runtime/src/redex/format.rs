@@ -26,6 +26,12 @@
 //! Heap payloads are contiguous: each record's `offset` is the previous heap record's
 //! `offset + len` (the first is 0), so the data file holds nothing but payloads.
 
+/// The log never numbers an event at or past this seq (2^63): appends past it fail with
+/// [`RedexError::SeqExhausted`](super::RedexError::SeqExhausted), and a segment file named
+/// for a later first seq, or a head past it, is damage. A seq near `u64::MAX` could only
+/// come from a renamed or damaged file; the cap leaves room for every record a file can
+/// hold, so no seq arithmetic can overflow (found by fuzzing).
+pub const SEQ_LIMIT: u64 = 1 << 63;
 /// The size of an index record in bytes.
 pub const INDEX_RECORD_LEN: usize = 20;
 /// The size of a timestamp record in bytes.

@@ -83,6 +83,7 @@ pub use tail::RedexTail;
 pub(crate) use clock::now_ns as clock_now_ns;
 
 use disk::DirLock;
+pub(crate) use disk::{decode_mark, encode_mark};
 
 /// The manager of a set of RedEX files: in memory ([`Redex::new`]) or rooted in a directory
 /// ([`Redex::with_persistent_dir`]). Cheap to clone; clones share the files.
