@@ -523,3 +523,34 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Runs `check` on every saved input of `target` under `fuzz_dir` (`corpus/<target>/`, which
+/// must hold at least one file, and `regressions/<target>/`, which may be absent), and
+/// panics naming the first input `check` panics on. What the corpus-replay tests call.
+pub fn replay_saved_inputs(fuzz_dir: &Path, target: &str, check: fn(&[u8])) {
+    let mut corpus = 0;
+    for (kind, must_exist) in [("corpus", true), ("regressions", false)] {
+        let dir = fuzz_dir.join(kind).join(target);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                    .path()
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let outcome = std::panic::catch_unwind(|| check(&bytes));
+            assert!(outcome.is_ok(), "{} panics", path.display());
+            if kind == "corpus" {
+                corpus += 1;
+            }
+        }
+    }
+    assert!(corpus > 0, "the {target} corpus is empty");
+}
