@@ -121,6 +121,16 @@ pub fn reference_apply(state: &mut BTreeMap<u64, Task>, event: &TaskEvent, ts: u
     }
 }
 
+/// The adapter's rows, by id: what the tests compare with a reference fold.
+pub fn state_map(tasks: &TasksAdapter) -> BTreeMap<u64, Task> {
+    tasks
+        .state()
+        .read()
+        .iter()
+        .map(|t| (t.id, t.clone()))
+        .collect()
+}
+
 /// Checks the tasks table's indexes against its rows: the status counts the index answers,
 /// and the order by `created_ns` the ordered index gives.
 pub fn check_tasks_table(table: &Table<Task>) -> Result<(), String> {

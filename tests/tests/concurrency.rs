@@ -35,7 +35,9 @@ use netdb_models::tasks::{OrderBy, Task, TaskEvent, TaskStatus};
 use netdb_models::{NetDb, TasksAdapter};
 use netdb_runtime::cortex::{Change, CortexEvent, CortexModel, EventMeta, WatchStream};
 use netdb_runtime::redex::{ChannelName, Redex, RedexEvent, RedexFile};
-use netdb_tests::tasks_model::{check_tasks_table, reference_apply, task_event, write_task};
+use netdb_tests::tasks_model::{
+    check_tasks_table, reference_apply, state_map, task_event, write_task,
+};
 use netdb_tests::{XorShift, env_u64};
 
 /// Fails the test instead of hanging it. Not a synchronisation: nothing waits on the clock.
@@ -198,15 +200,6 @@ async fn consume_tail(name: &str, file: RedexFile) -> Vec<RedexEvent> {
 
 fn tasks_channel() -> ChannelName {
     Task::CHANNEL.parse().expect("a valid channel")
-}
-
-fn state_map(tasks: &TasksAdapter) -> BTreeMap<u64, Task> {
-    tasks
-        .state()
-        .read()
-        .iter()
-        .map(|t| (t.id, t.clone()))
-        .collect()
 }
 
 /// Runs the producers, tails, watchers, readers and a snapshotter over `redex`.

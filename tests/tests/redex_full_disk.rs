@@ -16,7 +16,9 @@ use netdb_models::tasks::{Task, TaskEvent};
 use netdb_models::{NetDb, TasksAdapter};
 use netdb_runtime::cortex::{CortexConfig, CortexError, CortexEvent, EventMeta};
 use netdb_runtime::redex::{FsyncPolicy, Redex, RedexError, RedexFileConfig};
-use netdb_tests::tasks_model::{check_tasks_table, reference_apply, task_event, write_task};
+use netdb_tests::tasks_model::{
+    check_tasks_table, reference_apply, state_map, task_event, write_task,
+};
 
 /// A tmpfs mounted for the life of the value.
 struct SmallDisk {
@@ -258,15 +260,6 @@ fn write_tasks_until_full(tasks: &TasksAdapter, seed: u64) -> (Vec<TaskEvent>, C
     }
 }
 
-fn task_state(tasks: &TasksAdapter) -> BTreeMap<u64, Task> {
-    tasks
-        .state()
-        .read()
-        .iter()
-        .map(|t| (t.id, t.clone()))
-        .collect()
-}
-
 /// Checks the tasks log holds exactly `events`, that the fold applied all of them without
 /// error, and that its state is the reference fold of the log (with the log's timestamps).
 /// Returns the state.
@@ -291,7 +284,7 @@ fn check_tasks(
         assert_eq!(&got, want, "seq {}", e.seq);
         reference_apply(&mut reference, &got, e.timestamp_ns);
     }
-    let state = task_state(tasks);
+    let state = state_map(tasks);
     assert_eq!(
         state, reference,
         "the folded state vs the reference fold of the log"
