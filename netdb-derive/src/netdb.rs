@@ -180,24 +180,25 @@ fn generate(input: &Input) -> Result<TokenStream, darling::Error> {
                 ::core::result::Result::Ok(Self { #(#take_adapters,)* })
             }
 
-            /// Opens every model in the `Redex`; each replays its log. The origin hash
-            /// identifies this writer in the events it appends.
-            pub fn open(
-                __redex: &#p::Redex,
+            /// Opens every model on the backend (a `Redex`, or a `JetStream` connection);
+            /// each replays its log. The origin hash identifies this writer in the events
+            /// it appends.
+            pub fn open<B: #p::LogBackend + ::core::clone::Clone + 'static>(
+                __backend: &B,
                 __origin_hash: u64,
             ) -> ::core::result::Result<Self, #p::CortexError> {
-                Self::__netdb_from(Self::__netdb_builder(__origin_hash).open(__redex)?)
+                Self::__netdb_from(Self::__netdb_builder(__origin_hash).open(__backend)?)
             }
 
             /// Restores every model from a bundle `snapshot` returned; each folds only the
             /// events after its snapshot.
-            pub fn open_from_snapshot(
-                __redex: &#p::Redex,
+            pub fn open_from_snapshot<B: #p::LogBackend + ::core::clone::Clone + 'static>(
+                __backend: &B,
                 __origin_hash: u64,
                 __bundle: &[u8],
             ) -> ::core::result::Result<Self, #p::CortexError> {
                 Self::__netdb_from(
-                    Self::__netdb_builder(__origin_hash).open_from_snapshot(__redex, __bundle)?,
+                    Self::__netdb_builder(__origin_hash).open_from_snapshot(__backend, __bundle)?,
                 )
             }
 

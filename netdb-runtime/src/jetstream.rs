@@ -1,18 +1,55 @@
 //! The same models on NATS JetStream: a [`CortexLog`] backed by a JetStream stream, so
 //! several processes (or machines) share one replicated log. Feature `jetstream`.
 //!
+//! A [`JetStream`] connection is a [`LogBackend`], like a [`Redex`](crate::redex::Redex):
+//! adapters, generated adapters and `NetDb`s open on it unchanged.
+//!
+//! ```no_run
+//! use netdb_runtime::jetstream::{JetStream, JetStreamOptions};
+//! use netdb_runtime::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CortexModel)]
+//! #[cortex(channel = "app/tasks")]
+//! pub struct Task {
+//!     pub id: u64,
+//!     #[cortex(filter, index)]
+//!     pub done: bool,
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let js = JetStream::connect(JetStreamOptions::new(["nats://127.0.0.1:4222"]))?;
+//! let tasks = TasksAdapter::open(&js, 1)?; // stream NETDB_app~tasks, replayed
+//! let seq = tasks.insert(Task { id: 1, done: false })?;
+//! tasks.wait_for_seq(seq).await?;
+//! assert_eq!(tasks.state().read().query().where_done(false).count(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! A log also opens on its own, for raw events:
+//!
 //! ```no_run
 //! use netdb_runtime::cortex::CortexLog;
 //! use netdb_runtime::jetstream::{JetStream, JetStreamLogConfig, JetStreamOptions};
 //!
 //! let js = JetStream::connect(JetStreamOptions::new(["nats://127.0.0.1:4222"]))?;
-//! let log = js.open_log(&"cortex/tasks".parse()?, JetStreamLogConfig::default())?;
+//! let log = js.open_log(&"cortex/events".parse()?, JetStreamLogConfig::default())?;
 //! let seq = log.append(b"hello")?;
 //! assert_eq!(log.read_range(seq, seq + 1)?[0].payload, &b"hello"[..]);
-//! // A model folds it like a RedEX file:
-//! // CortexAdapter::<Task>::open_on_log(std::sync::Arc::new(log), origin, config)
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Opening models and NetDb
+//!
+//! Opening a model on a [`JetStream`] opens the model's channel as a stream with the
+//! connection's [`JetStreamLogConfig`] for it: the one
+//! [`JetStreamOptions::with_channel_log_config`] names for that channel, else
+//! [`JetStreamOptions::with_log_config`]'s, else the default (one replica, single writer, no
+//! limits). Retention limits that config leaves unset come from the model's own RedEX file
+//! config ([`CortexConfig::with_file_config`]), so a model keeps its retention on either
+//! backend; the file config's other settings (persistence, fsync policy, segment sizes)
+//! are RedEX's and do not apply. Each open is a new handle on the stream: two adapters in
+//! two processes (or in one) on the same channel read the same events.
 //!
 //! # Streams and subjects
 //!
@@ -42,12 +79,15 @@
 //! stream's duplicate window (two minutes by default).
 //!
 //! * [`WriterMode::Single`] (the default): each append is published with
-//!   `Nats-Expected-Last-Sequence` set to the end of the log as this handle last knew it (at
-//!   open, then after each of its own appends). If another writer appended meanwhile, the
-//!   server refuses it and the append fails with [`RedexError::Conflict`], writing nothing;
-//!   the handle then knows the new end, so the caller can catch up, re-check and append
-//!   again. Use it for one writer per channel, with any number of readers; a second writer
-//!   is detected, never silently interleaved.
+//!   `Nats-Expected-Last-Sequence` set to the end of the log as this handle last knew it:
+//!   at open, after each of its own appends, and after each event its tails and reads
+//!   delivered. For a model, that is the end its fold has read: a writer that folded
+//!   another writer's events appends after them. If another writer appended something this
+//!   handle has not seen, the server refuses the append and it fails with
+//!   [`RedexError::Conflict`], writing nothing; the handle then knows the new end, so the
+//!   caller can catch up (`wait_for_seq`), re-check and append again. This is optimistic
+//!   concurrency: several processes may share a channel, and none appends on a view it
+//!   has not seen; a writer that raced another is told, never silently interleaved.
 //! * [`WriterMode::Multi`]: single appends carry no expectation; the server orders
 //!   concurrent writers' events and each append returns the seq it got. Use it when events
 //!   from several writers commute (each writer's fold decides on what it folded).
@@ -120,7 +160,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::cortex::{CortexLog, LogTail};
+use crate::cortex::{CortexConfig, CortexError, CortexLog, LogBackend, LogTail, OpenedLog};
 use crate::redex::{ChannelName, RedexError, RedexEvent};
 
 /// The stream name of `channel`: `NETDB_` and the channel name with `/` written as `~`.
@@ -157,6 +197,8 @@ pub struct JetStreamOptions {
     request_timeout: Duration,
     append_timeout: Duration,
     client_name: Option<String>,
+    log_config: JetStreamLogConfig,
+    channel_log_configs: Vec<(String, JetStreamLogConfig)>,
 }
 
 impl JetStreamOptions {
@@ -168,6 +210,8 @@ impl JetStreamOptions {
             request_timeout: Duration::from_secs(5),
             append_timeout: Duration::from_secs(10),
             client_name: None,
+            log_config: JetStreamLogConfig::default(),
+            channel_log_configs: Vec::new(),
         }
     }
 
@@ -189,6 +233,43 @@ impl JetStreamOptions {
     pub fn with_client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = Some(name.into());
         self
+    }
+
+    /// The config models' streams open with when this connection is their backend
+    /// (default: [`JetStreamLogConfig::default`]). See
+    /// [Opening models](self#opening-models-and-netdb).
+    pub fn with_log_config(mut self, config: JetStreamLogConfig) -> Self {
+        self.log_config = config;
+        self
+    }
+
+    /// The config the model on `channel` opens its stream with, instead of
+    /// [`with_log_config`](Self::with_log_config)'s.
+    pub fn with_channel_log_config(
+        mut self,
+        channel: impl Into<String>,
+        config: JetStreamLogConfig,
+    ) -> Self {
+        let channel = channel.into();
+        self.channel_log_configs.retain(|(c, _)| *c != channel);
+        self.channel_log_configs.push((channel, config));
+        self
+    }
+
+    /// The stream config of the model on `channel`: its own, or the default one; limits
+    /// it leaves unset come from the model's RedEX file config.
+    fn model_log_config(&self, channel: &ChannelName, model: &CortexConfig) -> JetStreamLogConfig {
+        let mut config = self
+            .channel_log_configs
+            .iter()
+            .find(|(c, _)| c == channel.as_str())
+            .map_or_else(|| self.log_config.clone(), |(_, c)| c.clone());
+        if let Some(file) = model.file_config() {
+            config.max_events = config.max_events.or(file.retention_max_events());
+            config.max_bytes = config.max_bytes.or(file.retention_max_bytes());
+            config.max_age = config.max_age.or(file.retention_max_age());
+        }
+        config
     }
 }
 
@@ -471,6 +552,7 @@ impl JetStream {
                     counter: 0,
                 }),
                 writer_id: writer_id(),
+                seen: Arc::new(AtomicU64::new(next)),
                 closed: AtomicBool::new(false),
                 end_tx,
             }),
@@ -557,6 +639,9 @@ struct LogInner {
     next: AtomicU64,
     /// Held for the whole of an append: one append at a time per handle.
     write: Mutex<WriteState>,
+    /// The RedEX next seq after the last event this handle's tails and reads delivered:
+    /// a single writer that has seen another writer's events expects to append after them.
+    seen: Arc<AtomicU64>,
     writer_id: String,
     closed: AtomicBool,
     /// `Some(n)` once closed: tails end after stream message `n`.
@@ -670,6 +755,10 @@ impl JetStreamLog {
             let id = format!("{}-{}", self.inner.writer_id, write.counter);
             msgs.push((id, Bytes::copy_from_slice(p)));
         }
+        // A single writer expects the end it knows: after its own appends, or after the
+        // events its tails and reads delivered if those went further.
+        let seen = self.inner.seen.load(Ordering::Acquire);
+        write.expected_next = write.expected_next.max(seen);
         let expected = match self.inner.writer {
             WriterMode::Single => Some(write.expected_next),
             WriterMode::Multi => None,
@@ -947,6 +1036,25 @@ async fn pump(
     }
 }
 
+/// Models open on a connection as they do on a [`Redex`](crate::redex::Redex): each
+/// channel's stream is opened (or created) with the connection's
+/// [log config](JetStreamOptions::with_log_config) for it. Every open is a new handle, so a
+/// model that fails to open closes its handle and leaves the stream to the others.
+impl LogBackend for JetStream {
+    fn open_model_log(
+        &self,
+        channel: &ChannelName,
+        config: &CortexConfig,
+    ) -> Result<OpenedLog, CortexError> {
+        let log_config = self.conn.options.model_log_config(channel, config);
+        let log = self.open_log(channel, log_config)?;
+        Ok(OpenedLog {
+            log: Arc::new(log),
+            opened_here: true,
+        })
+    }
+}
+
 impl CortexLog for JetStreamLog {
     fn append(&self, payload: &[u8]) -> Result<u64, RedexError> {
         self.append_run(&[payload]).map(|r| r.start)
@@ -1014,7 +1122,12 @@ impl CortexLog for JetStreamLog {
             }
         });
         match read {
-            Some(Ok(events)) => Ok(events),
+            Some(Ok(events)) => {
+                if let Some(last) = events.last() {
+                    self.inner.seen.fetch_max(last.seq + 1, Ordering::AcqRel);
+                }
+                Ok(events)
+            }
             Some(Err(Ok(e))) => Err(e),
             Some(Err(Err(reason))) => Err(self.unavailable("read", reason, false)),
             None => Err(self.unavailable("read", "the client runtime stopped".into(), false)),
@@ -1032,7 +1145,14 @@ impl CortexLog for JetStreamLog {
             self.inner.conn.connections.subscribe(),
         );
         self.inner.conn.handle.spawn(task);
-        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        let seen = Arc::clone(&self.inner.seen);
+        Box::pin(futures_util::stream::poll_fn(move |cx| {
+            let item = rx.poll_recv(cx);
+            if let std::task::Poll::Ready(Some(Ok(ev))) = &item {
+                seen.fetch_max(ev.seq + 1, Ordering::AcqRel);
+            }
+            item
+        }))
     }
 
     fn next_seq(&self) -> u64 {

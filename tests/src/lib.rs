@@ -12,6 +12,9 @@
 //! `src/bin/cortex_crash_writer.rs`) drives the small ledger model of [`cortex_model`];
 //! `tests/tasks_crash.rs` (writer `src/bin/tasks_crash_writer.rs`) drives the seed's tasks
 //! model through its typed writes, with the event stream of [`tasks_model`].
+//!
+//! With feature `jetstream`, `nats` starts real `nats-server` processes for the JetStream
+//! suites (`tests/jetstream.rs`, with its peer process `src/bin/js_tasks_peer.rs`).
 
 use std::time::Duration;
 
@@ -19,6 +22,8 @@ use netdb_runtime::redex::{ChannelName, FsyncPolicy, RedexFileConfig};
 
 pub mod cortex_model;
 pub mod crash;
+#[cfg(feature = "jetstream")]
+pub mod nats;
 pub mod tasks_model;
 
 /// The channel the crash writer appends to.

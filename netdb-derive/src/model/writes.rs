@@ -56,24 +56,29 @@ pub(crate) fn adapter(
         #[automatically_derived]
         #[allow(dead_code)]
         impl #name {
-            /// Opens the model's channel in `redex` and replays its log (on disk if `redex`
-            /// has a persistent directory). `origin_hash` identifies this writer in its events.
-            pub fn open(redex: &#p::Redex, origin_hash: u64) -> #result {
-                #p::CortexAdapter::open(redex, origin_hash).map(Self)
+            /// Opens the model's channel on `backend` (a `Redex`, on disk if it has a
+            /// persistent directory; or a `JetStream` connection) and replays its log.
+            /// `origin_hash` identifies this writer in its events.
+            pub fn open<B: #p::LogBackend + ?::core::marker::Sized>(backend: &B, origin_hash: u64) -> #result {
+                #p::CortexAdapter::open(backend, origin_hash).map(Self)
             }
             /// [`open`](Self::open) with a config (start position, fold error policy, file
             /// config, snapshot fallback).
-            pub fn open_with_config(redex: &#p::Redex, origin_hash: u64, config: #p::CortexConfig) -> #result {
-                #p::CortexAdapter::open_with_config(redex, origin_hash, config).map(Self)
+            pub fn open_with_config<B: #p::LogBackend + ?::core::marker::Sized>(backend: &B, origin_hash: u64, config: #p::CortexConfig) -> #result {
+                #p::CortexAdapter::open_with_config(backend, origin_hash, config).map(Self)
             }
             /// Restores the state from `bytes` (what `snapshot()` returned, with its
             /// `last_seq`) and folds only the events after it.
-            pub fn open_from_snapshot(redex: &#p::Redex, origin_hash: u64, bytes: &[u8], last_seq: ::core::option::Option<u64>) -> #result {
-                #p::CortexAdapter::open_from_snapshot(redex, origin_hash, bytes, last_seq).map(Self)
+            pub fn open_from_snapshot<B: #p::LogBackend + ?::core::marker::Sized>(backend: &B, origin_hash: u64, bytes: &[u8], last_seq: ::core::option::Option<u64>) -> #result {
+                #p::CortexAdapter::open_from_snapshot(backend, origin_hash, bytes, last_seq).map(Self)
             }
             /// [`open_from_snapshot`](Self::open_from_snapshot) with a config.
-            pub fn open_from_snapshot_with_config(redex: &#p::Redex, origin_hash: u64, bytes: &[u8], last_seq: ::core::option::Option<u64>, config: #p::CortexConfig) -> #result {
-                #p::CortexAdapter::open_from_snapshot_with_config(redex, origin_hash, bytes, last_seq, config).map(Self)
+            pub fn open_from_snapshot_with_config<B: #p::LogBackend + ?::core::marker::Sized>(backend: &B, origin_hash: u64, bytes: &[u8], last_seq: ::core::option::Option<u64>, config: #p::CortexConfig) -> #result {
+                #p::CortexAdapter::open_from_snapshot_with_config(backend, origin_hash, bytes, last_seq, config).map(Self)
+            }
+            /// Opens over a log already open (any `CortexLog`).
+            pub fn open_on_log(log: ::std::sync::Arc<dyn #p::CortexLog>, origin_hash: u64, config: #p::CortexConfig) -> #result {
+                #p::CortexAdapter::open_on_log(log, origin_hash, config).map(Self)
             }
             /// The untyped adapter.
             pub fn into_inner(self) -> #p::CortexAdapter<#model> {

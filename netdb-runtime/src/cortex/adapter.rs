@@ -20,7 +20,7 @@ use crate::redex::{ChannelName, Redex, RedexError, RedexEvent, RedexFileConfig};
 
 use super::error::{CortexError, FoldError, FoldErrorKind, SnapshotError};
 use super::event_meta::{EventMeta, SeqOrTs};
-use super::log::{CortexLog, LogTail};
+use super::log::{CortexLog, LogBackend, LogTail, OpenedLog};
 use super::model::{CortexEvent, CortexModel, EventContext};
 use super::snapshot::{self, SnapshotInfo};
 use super::table::{Table, Touched};
@@ -130,7 +130,7 @@ impl CortexConfig {
     }
 
     /// The file config to open the model's channel in `redex` with.
-    fn file_config_for(&self, redex: &Redex) -> RedexFileConfig {
+    pub(crate) fn file_config_for(&self, redex: &Redex) -> RedexFileConfig {
         self.file.clone().unwrap_or_else(|| {
             RedexFileConfig::default().with_persistent(redex.persistent_dir().is_some())
         })
@@ -694,52 +694,49 @@ fn channel_of<M: CortexModel>() -> Result<ChannelName, CortexError> {
 }
 
 impl<M: CortexModel> CortexAdapter<M> {
-    /// Opens the model's channel in `redex` (default config: on disk if `redex` has a
-    /// persistent directory) and replays it from the start.
-    /// `origin_hash` identifies this writer in the events it appends.
-    pub fn open(redex: &Redex, origin_hash: u64) -> Result<Self, CortexError> {
-        Self::open_with_config(redex, origin_hash, CortexConfig::default())
+    /// Opens the model's channel in `backend` with the default config and replays it from
+    /// the start. On a [`Redex`] the file is on disk if the manager has a persistent
+    /// directory; on a `JetStream` (feature `jetstream`) it is the channel's
+    /// stream. `origin_hash` identifies this writer in the events it appends.
+    pub fn open<B: LogBackend + ?Sized>(
+        backend: &B,
+        origin_hash: u64,
+    ) -> Result<Self, CortexError> {
+        Self::open_with_config(backend, origin_hash, CortexConfig::default())
     }
 
     /// Opens the model's channel with `config`.
-    pub fn open_with_config(
-        redex: &Redex,
+    pub fn open_with_config<B: LogBackend + ?Sized>(
+        backend: &B,
         origin_hash: u64,
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
-        let (log, opened) = Self::open_log(redex, &config)?;
-        Self::close_on_error(
-            Self::open_on_log(log.clone(), origin_hash, config),
-            &log,
-            opened,
-        )
+        let opened = Self::open_log(backend, &config)?;
+        let result = Self::open_on_log(opened.log.clone(), origin_hash, config);
+        Self::close_on_error(result, &opened)
     }
 
-    /// Opens the model's file after checking for a runtime (so a failure to start leaves no
-    /// file open). Returns whether this call opened it (it was not open already).
-    fn open_log(
-        redex: &Redex,
+    /// Opens the model's log after checking for a runtime (so a failure to start leaves no
+    /// log open).
+    pub(crate) fn open_log<B: LogBackend + ?Sized>(
+        backend: &B,
         config: &CortexConfig,
-    ) -> Result<(Arc<dyn CortexLog>, bool), CortexError> {
+    ) -> Result<OpenedLog, CortexError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(CortexError::NoRuntime {
                 channel: M::CHANNEL,
             });
         }
-        let channel = channel_of::<M>()?;
-        let was_open = redex.file(&channel).is_some_and(|f| !f.is_closed());
-        let log = redex.open_file(&channel, config.file_config_for(redex))?;
-        Ok((Arc::new(log), !was_open))
+        backend.open_model_log(&channel_of::<M>()?, config)
     }
 
-    /// Closes `log` again if opening the adapter failed and this call had opened it.
-    fn close_on_error(
+    /// Closes the log again if opening the adapter failed and this call had opened it.
+    pub(crate) fn close_on_error(
         result: Result<Self, CortexError>,
-        log: &Arc<dyn CortexLog>,
-        opened: bool,
+        opened: &OpenedLog,
     ) -> Result<Self, CortexError> {
-        if result.is_err() && opened {
-            let _ = log.close();
+        if result.is_err() && opened.opened_here {
+            let _ = opened.log.close();
         }
         result
     }
@@ -767,14 +764,14 @@ impl<M: CortexModel> CortexAdapter<M> {
 
     /// Restores the state from `bytes` (a [`snapshot`](Self::snapshot)) and folds the events
     /// after `last_seq`.
-    pub fn open_from_snapshot(
-        redex: &Redex,
+    pub fn open_from_snapshot<B: LogBackend + ?Sized>(
+        backend: &B,
         origin_hash: u64,
         bytes: &[u8],
         last_seq: Option<u64>,
     ) -> Result<Self, CortexError> {
         Self::open_from_snapshot_with_config(
-            redex,
+            backend,
             origin_hash,
             bytes,
             last_seq,
@@ -784,17 +781,22 @@ impl<M: CortexModel> CortexAdapter<M> {
 
     /// [`open_from_snapshot`](Self::open_from_snapshot) with a config; its
     /// [`SnapshotFallback`] decides what a snapshot that cannot be restored does.
-    pub fn open_from_snapshot_with_config(
-        redex: &Redex,
+    pub fn open_from_snapshot_with_config<B: LogBackend + ?Sized>(
+        backend: &B,
         origin_hash: u64,
         bytes: &[u8],
         last_seq: Option<u64>,
         config: CortexConfig,
     ) -> Result<Self, CortexError> {
-        let (log, opened) = Self::open_log(redex, &config)?;
-        let result =
-            Self::open_from_snapshot_on_log(log.clone(), origin_hash, bytes, last_seq, config);
-        Self::close_on_error(result, &log, opened)
+        let opened = Self::open_log(backend, &config)?;
+        let result = Self::open_from_snapshot_on_log(
+            opened.log.clone(),
+            origin_hash,
+            bytes,
+            last_seq,
+            config,
+        );
+        Self::close_on_error(result, &opened)
     }
 
     /// [`open_from_snapshot_with_config`](Self::open_from_snapshot_with_config) over any
@@ -855,14 +857,13 @@ impl<M: CortexModel> CortexAdapter<M> {
         }
     }
 
-    /// Opens with a full replay, recording `reason` as why no snapshot was used.
-    pub(crate) fn open_replaying(
-        redex: &Redex,
+    /// Opens over `log` with a full replay, recording `reason` as why no snapshot was used.
+    pub(crate) fn open_replaying_on_log(
+        log: Arc<dyn CortexLog>,
         origin_hash: u64,
         config: CortexConfig,
         reason: String,
     ) -> Result<Self, CortexError> {
-        let (log, _) = Self::open_log(redex, &config)?;
         let outcome = RestoreOutcome::Replayed { reason };
         Self::start(
             log,

@@ -82,7 +82,7 @@ pub use error::{
 };
 pub use event_meta::{EventMeta, EventMetaError, SeqOrTs};
 pub use index::{HashIndex, IdSet, IdSetIter, InvertedIndex, OrderedIndex, Plan, RowKey};
-pub use log::{CortexLog, LogTail};
+pub use log::{CortexLog, LogBackend, LogTail, OpenedLog};
 pub use model::{
     ApplyEvent, CortexEvent, CortexModel, Direction, EventContext, Field, IdOrder, IdWalk,
     IndexSet, Migration, ModelEvents, ModelFilter, ModelOrder, NoFilter, RangeClause, Route,

@@ -24,13 +24,14 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cortex::{
-    CortexAdapter, CortexConfig, CortexError, CortexModel, SnapshotError, SnapshotFallback,
+    CortexAdapter, CortexConfig, CortexError, CortexModel, LogBackend, SnapshotError,
+    SnapshotFallback,
 };
-use crate::redex::{ChannelName, Redex};
 
 /// The first eight bytes of every bundle.
 const MAGIC: &[u8; 8] = b"NDBBUNDL";
@@ -144,24 +145,33 @@ enum Source<'a> {
     Replay(String),
 }
 
-type OpenFn = fn(&Redex, u64, Source<'_>, CortexConfig) -> Result<Box<dyn AnyAdapter>, CortexError>;
+/// Opens a model on a backend; returns the adapter and whether its log was opened here.
+type OpenFn = fn(
+    &dyn LogBackend,
+    u64,
+    Source<'_>,
+    CortexConfig,
+) -> Result<(Box<dyn AnyAdapter>, bool), CortexError>;
 
 fn open_model<M: CortexModel>(
-    redex: &Redex,
+    backend: &dyn LogBackend,
     origin: u64,
     source: Source<'_>,
     config: CortexConfig,
-) -> Result<Box<dyn AnyAdapter>, CortexError> {
+) -> Result<(Box<dyn AnyAdapter>, bool), CortexError> {
+    let opened = CortexAdapter::<M>::open_log(backend, &config)?;
+    let log = opened.log.clone();
     let adapter = match source {
-        Source::Snapshot(bytes, last_seq) => CortexAdapter::<M>::open_from_snapshot_with_config(
-            redex, origin, bytes, last_seq, config,
-        )?,
-        Source::Log => CortexAdapter::<M>::open_with_config(redex, origin, config)?,
+        Source::Snapshot(bytes, last_seq) => {
+            CortexAdapter::<M>::open_from_snapshot_on_log(log, origin, bytes, last_seq, config)
+        }
+        Source::Log => CortexAdapter::<M>::open_on_log(log, origin, config),
         Source::Replay(reason) => {
-            CortexAdapter::<M>::open_replaying(redex, origin, config, reason)?
+            CortexAdapter::<M>::open_replaying_on_log(log, origin, config, reason)
         }
     };
-    Ok(Box::new(adapter))
+    let adapter = CortexAdapter::close_on_error(adapter, &opened)?;
+    Ok((Box::new(adapter), opened.opened_here))
 }
 
 struct ModelSpec {
@@ -222,10 +232,14 @@ impl NetDbBuilder {
         Ok(())
     }
 
-    /// Opens every model; each replays its log.
-    pub fn open(self, redex: &Redex) -> Result<NetDb, CortexError> {
+    /// Opens every model on `backend` (a [`Redex`](crate::redex::Redex), or a `JetStream`
+    /// with feature `jetstream`); each replays its log.
+    pub fn open<B: LogBackend + 'static>(self, backend: &B) -> Result<NetDb, CortexError>
+    where
+        B: Clone,
+    {
         self.check()?;
-        self.open_each(redex, |_| Ok(Source::Log))
+        self.open_each(backend, |_| Ok(Source::Log))
     }
 
     /// Opens every model from its snapshot in `bundle` (a [`NetDb::snapshot`]); each folds
@@ -235,7 +249,11 @@ impl NetDbBuilder {
     /// its snapshot is missing from the bundle, cannot be restored, or the bundle itself is
     /// damaged; otherwise those cases are errors, and nothing stays open. Snapshots of models
     /// the builder does not name are ignored.
-    pub fn open_from_snapshot(self, redex: &Redex, bundle: &[u8]) -> Result<NetDb, CortexError> {
+    pub fn open_from_snapshot<B: LogBackend + Clone + 'static>(
+        self,
+        backend: &B,
+        bundle: &[u8],
+    ) -> Result<NetDb, CortexError> {
         self.check()?;
         let body = match decode_bundle(bundle) {
             Ok(body) => body,
@@ -249,7 +267,7 @@ impl NetDbBuilder {
                 }
                 tracing::warn!(error = %e, "bundle not restored; replaying every model");
                 let reason = e.to_string();
-                return self.open_each(redex, |_| Ok(Source::Replay(reason.clone())));
+                return self.open_each(backend, |_| Ok(Source::Replay(reason.clone())));
             }
         };
         for e in &body.models {
@@ -260,7 +278,7 @@ impl NetDbBuilder {
                 );
             }
         }
-        self.open_each(redex, |m| {
+        self.open_each(backend, |m| {
             match body.models.iter().find(|e| e.channel == m.channel) {
                 Some(e) => Ok(Source::Snapshot(e.envelope, e.last_seq)),
                 None if m.config.snapshot_fallback() == SnapshotFallback::Replay => {
@@ -281,24 +299,20 @@ impl NetDbBuilder {
     /// Opens every model from the source `source` picks. On an error, the logs this call
     /// opened are closed again (logs that were open before are left open) and no fold keeps
     /// running.
-    fn open_each<'b>(
+    fn open_each<'b, B: LogBackend + Clone + 'static>(
         self,
-        redex: &Redex,
+        backend: &B,
         source: impl Fn(&ModelSpec) -> Result<Source<'b>, CortexError>,
     ) -> Result<NetDb, CortexError> {
         let mut models = Vec::with_capacity(self.models.len());
         let mut opened_here = Vec::with_capacity(self.models.len());
         for m in self.models {
-            let was_open = ChannelName::new(m.channel)
-                .ok()
-                .and_then(|c| redex.file(&c))
-                .is_some_and(|f| !f.is_closed());
-            let adapter =
-                source(&m).and_then(|src| (m.open)(redex, self.origin_hash, src, m.config.clone()));
+            let adapter = source(&m)
+                .and_then(|src| (m.open)(backend, self.origin_hash, src, m.config.clone()));
             match adapter {
-                Ok(a) => {
+                Ok((a, here)) => {
                     models.push((m.channel, m.type_id, a));
-                    opened_here.push(!was_open);
+                    opened_here.push(here);
                 }
                 Err(e) => {
                     for ((_, _, a), here) in models.into_iter().zip(opened_here) {
@@ -312,7 +326,7 @@ impl NetDbBuilder {
             }
         }
         Ok(NetDb {
-            redex: redex.clone(),
+            backend: Arc::new(backend.clone()),
             models,
         })
     }
@@ -351,7 +365,7 @@ pub(crate) fn decode_bundle(bytes: &[u8]) -> Result<BundleBody<'_>, SnapshotErro
 
 /// Model adapters under one handle: see the [module documentation](self).
 pub struct NetDb {
-    redex: Redex,
+    backend: Arc<dyn LogBackend>,
     models: Vec<(&'static str, TypeId, Box<dyn AnyAdapter>)>,
 }
 
@@ -373,12 +387,12 @@ impl NetDb {
 
     /// Opens `builder`'s models from `bundle`: the same as
     /// [`NetDbBuilder::open_from_snapshot`].
-    pub fn open_from_snapshot(
-        redex: &Redex,
+    pub fn open_from_snapshot<B: LogBackend + Clone + 'static>(
+        backend: &B,
         bundle: &[u8],
         builder: NetDbBuilder,
     ) -> Result<NetDb, CortexError> {
-        builder.open_from_snapshot(redex, bundle)
+        builder.open_from_snapshot(backend, bundle)
     }
 
     /// The adapter of model `M`.
@@ -397,9 +411,10 @@ impl NetDb {
         self.models.iter().map(|m| m.0).collect()
     }
 
-    /// The log manager the models live in.
-    pub fn redex(&self) -> &Redex {
-        &self.redex
+    /// The backend the models' logs live on (a [`Redex`](crate::redex::Redex), or a
+    /// `JetStream` with feature `jetstream`).
+    pub fn backend(&self) -> &dyn LogBackend {
+        &*self.backend
     }
 
     /// One blob holding every model's snapshot, each in its own versioned envelope.

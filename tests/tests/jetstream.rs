@@ -1,16 +1,8 @@
-//! The JetStream log against real servers: each test starts `nats-server -js` on a free
-//! loopback port with a temporary store directory and stops it by pid.
-//!
-//! `nats-server` must be installed (`apt-get install -y nats-server`; CI installs it), or
-//! named by `NATS_SERVER=/path/to/nats-server`. `NETDB_SKIP_JETSTREAM=1` skips these tests
-//! where it cannot be installed.
+//! The JetStream backend against real servers: each test starts `nats-server -js` on a
+//! free loopback port with a temporary store directory and stops it by pid
+//! ([`netdb_tests::nats`]; `NETDB_SKIP_JETSTREAM=1` skips them).
 
-#![cfg(feature = "jetstream")]
-
-use std::net::{TcpListener, TcpStream};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,131 +13,11 @@ use netdb_runtime::jetstream::{
 };
 use netdb_runtime::prelude::*;
 use netdb_runtime::redex::{ChannelName, RedexError, RedexEvent};
+use netdb_tests::nats::{NatsServer, connect, start_cluster};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-// ---- the harness ----------------------------------------------------------------------
-
-fn nats_server_binary() -> Option<PathBuf> {
-    if std::env::var_os("NETDB_SKIP_JETSTREAM").is_some_and(|v| v == "1") {
-        return None;
-    }
-    if let Some(p) = std::env::var_os("NATS_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/local/sbin".into()]);
-    for dir in dirs {
-        let candidate = dir.join("nats-server");
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-    }
-    panic!(
-        "the JetStream tests need `nats-server` (2.9 or later): install it \
-         (`apt-get install -y nats-server`, or https://github.com/nats-io/nats-server/releases), \
-         name it with NATS_SERVER=/path/to/nats-server, or skip these tests with \
-         NETDB_SKIP_JETSTREAM=1"
-    );
-}
-
-/// A `nats-server -js` on loopback; killed by pid when dropped.
-struct NatsServer {
-    binary: PathBuf,
-    child: Option<Child>,
-    port: u16,
-    store: PathBuf,
-    extra: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl NatsServer {
-    /// Starts a server, or `None` when the tests are skipped.
-    fn start() -> Option<NatsServer> {
-        let binary = nats_server_binary()?;
-        let mut server = NatsServer::new(binary, free_port(), Vec::new());
-        server.restart();
-        Some(server)
-    }
-
-    fn new(binary: PathBuf, port: u16, extra: Vec<String>) -> NatsServer {
-        let dir = tempfile::tempdir().unwrap();
-        NatsServer {
-            binary,
-            child: None,
-            port,
-            store: dir.path().join("store"),
-            extra,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on the same port and store directory.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "server already running");
-        let child = spawn_server(&self.binary, self.port, &self.store, &self.extra);
-        self.child = Some(child);
-        wait_listening(self.port);
-    }
-
-    /// Kills the server (SIGKILL, by pid) and waits for it to exit.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_server(binary: &Path, port: u16, store: &Path, extra: &[String]) -> Child {
-    Command::new(binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()))
-}
-
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn connect(server: &NatsServer) -> JetStream {
-    JetStream::connect(
-        JetStreamOptions::new([server.url()])
-            .with_request_timeout(Duration::from_secs(2))
-            .with_append_timeout(Duration::from_secs(2)),
-    )
-    .unwrap()
-}
+// ---- helpers ----------------------------------------------------------------------------
 
 fn channel(name: &str) -> ChannelName {
     name.parse().unwrap()
@@ -582,36 +454,6 @@ async fn connection_loss_is_a_typed_error_and_recovers_when_the_server_returns()
 
 // ---- a three-server cluster ------------------------------------------------------------
 
-/// Three clustered servers, `n0`..`n2`.
-fn start_cluster() -> Option<Vec<NatsServer>> {
-    let binary = nats_server_binary()?;
-    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let routes = cluster_ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut servers: Vec<NatsServer> = (0..3)
-        .map(|i| {
-            let extra = vec![
-                "-n".into(),
-                format!("n{i}"),
-                "--cluster_name".into(),
-                "netdb".into(),
-                "--cluster".into(),
-                format!("nats://127.0.0.1:{}", cluster_ports[i]),
-                "--routes".into(),
-                routes.clone(),
-            ];
-            NatsServer::new(binary.clone(), free_port(), extra)
-        })
-        .collect();
-    for s in &mut servers {
-        s.restart();
-    }
-    Some(servers)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() {
     let Some(mut servers) = start_cluster() else {
@@ -690,4 +532,136 @@ async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() 
         assert_eq!(all[seq as usize].payload[..], i.to_le_bytes());
     }
     assert_ne!(log.leader().unwrap().as_deref(), Some(leader.as_str()));
+}
+
+// ---- two processes ------------------------------------------------------------------------
+
+/// A `js-tasks-peer` process; its stdout lines arrive on a channel. Killed when dropped.
+struct Peer {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Peer {
+    fn spawn(url: &str, mode: &str, arg: u64) -> Peer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_js-tasks-peer"))
+            .args([url, mode, &arg.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start js-tasks-peer");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer { child, lines }
+    }
+
+    /// The next line, or a panic naming `what` if none comes within 30 s.
+    async fn line(&mut self, what: &str) -> String {
+        tokio::time::timeout(Duration::from_secs(30), self.lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the peer printed no {what} within 30 s"))
+            .unwrap_or_else(|| panic!("the peer exited before printing {what}"))
+    }
+
+    /// Waits for the process to exit successfully.
+    fn finish(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the peer failed: {status}");
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn describe(t: &netdb_models::tasks::Task) -> String {
+    format!("task {} {:?} {}", t.id, t.status, t.title)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_seed_models_through_jetstream() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let db = netdb_models::NetDb::open(&js, 1).unwrap();
+    db.catch_up().await.unwrap();
+
+    // The peer watches every task; this process writes three; the peer's watch sees them
+    // arrive, without repeats, and then it writes task 1000 itself.
+    let mut peer = Peer::spawn(&server.url(), "watch", 3);
+    assert_eq!(peer.line("ready").await, "ready");
+    for (id, title) in [(1, "plan"), (2, "build"), (3, "ship")] {
+        db.tasks().create(id, title).unwrap();
+    }
+    let mut emissions = Vec::new();
+    let wrote = loop {
+        let line = peer.line("an emission").await;
+        match line.strip_prefix("emission ") {
+            Some(ids) => emissions.push(ids.to_owned()),
+            None => break line,
+        }
+    };
+    assert_eq!(emissions.last().map(String::as_str), Some("1,2,3"));
+    for pair in emissions.windows(2) {
+        assert!(
+            pair[0].len() < pair[1].len() && pair[1].starts_with(&pair[0]),
+            "emissions must only grow, never repeat: {emissions:?}"
+        );
+    }
+    let seq: u64 = wrote
+        .strip_prefix("wrote ")
+        .unwrap_or_else(|| panic!("expected `wrote <seq>`, got {wrote:?}"))
+        .parse()
+        .unwrap();
+    peer.finish();
+
+    // The peer's write is visible here after wait_for_seq.
+    db.tasks().wait_for_seq(seq).await.unwrap();
+    let title = db
+        .tasks()
+        .state()
+        .read()
+        .find_unique(&1000)
+        .map(|t| t.title.clone());
+    assert_eq!(title.as_deref(), Some("written by the watcher"));
+
+    // Both handles are single writers. The peer appended after folding this process's
+    // three events, and this one after folding the peer's: no conflict either way.
+    let seq = db.tasks().complete(1).unwrap();
+    assert_eq!(seq, 4);
+
+    // A second peer reads everything after wait_for_seq: the same tasks, the same states.
+    let mut reader = Peer::spawn(&server.url(), "read", seq);
+    assert_eq!(reader.line("ready").await, "ready");
+    db.tasks().wait_for_seq(seq).await.unwrap();
+    let expected: Vec<String> = {
+        let state = db.tasks().state();
+        let rows = state
+            .read()
+            .query()
+            .order_by(netdb_models::tasks::OrderBy::IdAsc)
+            .collect();
+        rows.iter().map(describe).collect()
+    };
+    assert_eq!(expected.len(), 4);
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        got.push(reader.line("a task").await);
+    }
+    assert_eq!(got, expected);
+    reader.finish();
+    db.close().unwrap();
 }
