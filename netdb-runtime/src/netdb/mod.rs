@@ -234,10 +234,7 @@ impl NetDbBuilder {
 
     /// Opens every model on `backend` (a [`Redex`](crate::redex::Redex), or a `JetStream`
     /// with feature `jetstream`); each replays its log.
-    pub fn open<B: LogBackend + 'static>(self, backend: &B) -> Result<NetDb, CortexError>
-    where
-        B: Clone,
-    {
+    pub fn open<B: LogBackend + Clone + 'static>(self, backend: &B) -> Result<NetDb, CortexError> {
         self.check()?;
         self.open_each(backend, |_| Ok(Source::Log))
     }
