@@ -120,6 +120,9 @@ mod book {
     struct OnDiskFormat;
     #[doc = include_str!("../../book/src/reliability.md")]
     struct Reliability;
+    #[cfg(feature = "jetstream")]
+    #[doc = include_str!("../../book/src/several-machines.md")]
+    struct SeveralMachines;
     #[doc = include_str!("../../book/src/performance.md")]
     struct Performance;
     #[doc = include_str!("../../book/src/faq.md")]
