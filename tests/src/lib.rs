@@ -14,7 +14,8 @@
 //! model through its typed writes, with the event stream of [`tasks_model`].
 //!
 //! With feature `jetstream`, `nats` starts real `nats-server` processes for the JetStream
-//! suites (`tests/jetstream.rs`, with its peer process `src/bin/js_tasks_peer.rs`).
+//! suites (`tests/jetstream.rs`, with its peer process `src/bin/js_tasks_peer.rs`, and
+//! `tests/jetstream_models.rs`, the models' behaviour suite of `netdb-models` on JetStream).
 
 use std::time::Duration;
 
