@@ -105,7 +105,9 @@ impl CortexConfig {
     }
 
     /// The config the model's RedEX file is opened with. Without one, the file is
-    /// persistent when the [`Redex`] has a persistent directory, in memory otherwise.
+    /// persistent when the [`Redex`] has a persistent directory, in memory otherwise. On a
+    /// JetStream backend only its retention limits apply (as stream limits, where the
+    /// stream's own config leaves them unset).
     pub fn with_file_config(mut self, file: RedexFileConfig) -> Self {
         self.file = Some(file);
         self
@@ -741,7 +743,9 @@ impl<M: CortexModel> CortexAdapter<M> {
         result
     }
 
-    /// Opens over any [`CortexLog`] (the RedEX file config in `config` is not used).
+    /// Opens over a log already open: any [`CortexLog`] (the RedEX file config in
+    /// `config` is not used). Prefer [`open`](Self::open) on a [`LogBackend`], which also
+    /// closes a log it opened when the open fails.
     pub fn open_on_log(
         log: Arc<dyn CortexLog>,
         origin_hash: u64,
