@@ -471,9 +471,15 @@ impl JetStream {
             .recv()
             .map_err(|_| fail("its runtime stopped".into()))?
             .map_err(|e| fail(e.to_string()))?;
-        let context = jetstream::ContextBuilder::new()
-            .timeout(options.request_timeout)
-            .build(client.clone());
+        // Building a context spawns its acker task (which takes over publish acknowledgements
+        // nobody awaits any more): on the connection's runtime, not the caller's, which may
+        // not exist (a plain `fn main`) or stop before the connection does.
+        let context = {
+            let _runtime = handle.enter();
+            jetstream::ContextBuilder::new()
+                .timeout(options.request_timeout)
+                .build(client.clone())
+        };
         Ok(JetStream {
             conn: Arc::new(Conn {
                 runtime: Some(runtime),

@@ -111,6 +111,24 @@ async fn append_read_tail_round_trip_with_redex_seqs() {
     assert!(end.is_none());
 }
 
+/// The log is synchronous: a plain thread with no tokio runtime connects, appends and reads.
+#[test]
+fn connects_and_appends_outside_any_runtime() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let log = js
+        .open_log(
+            &channel("test/js/no-runtime"),
+            JetStreamLogConfig::default(),
+        )
+        .unwrap();
+    assert_eq!(log.append(b"a").unwrap(), 0);
+    assert_eq!(log.append_batch(&[b"b", b"c"]).unwrap(), 1..3);
+    assert_eq!(payloads(&log.read_range(2, 3).unwrap()), [(2, &b"c"[..])]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_maps_to_stream_limits_and_tails_report_eviction() {
     let Some(server) = NatsServer::start() else {
