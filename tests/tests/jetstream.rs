@@ -685,12 +685,13 @@ async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() 
 /// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_cluster_keeps_every_acknowledged_batch_when_the_leader_is_killed() {
-    ingest_through_a_leader_kill("test/js/cluster-batches", 20).await;
+    ingest_through_a_leader_kill("test/js/cluster-batches", 50).await;
 }
 
-/// Appends 300 events in batches of `batch` (single appends for 1) to an R3 stream, killing
-/// its leader a third of the way; every append must succeed and every acknowledged event be
-/// in the log, once, at the seq it was acknowledged with.
+/// Appends 300 events one by one, or 3000 in batches of `batch`, to an R3 stream, killing its
+/// leader a third of the way (between two single appends; while a batch is in flight);
+/// every append must succeed and every acknowledged event be in the log, once, at the seq
+/// it was acknowledged with.
 async fn ingest_through_a_leader_kill(channel_name: &str, batch: u64) {
     let Some(mut servers) = start_cluster() else {
         return;
@@ -724,14 +725,16 @@ async fn ingest_through_a_leader_kill(channel_name: &str, batch: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    const N: u64 = 300;
+    let n = if batch == 1 { 300 } else { 3000 };
     let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
         let log = Arc::clone(&log);
+        let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
             let mut acked = Vec::new();
-            for start in (0..N).step_by(batch as usize) {
-                if start / batch == N / batch / 3 {
+            for start in (0..n).step_by(batch as usize) {
+                if batch == 1 && start == n / 3 {
                     // Hand over to the killer, and go on once it killed the leader.
                     killed_rx.recv().unwrap();
                 }
@@ -745,13 +748,24 @@ async fn ingest_through_a_leader_kill(channel_name: &str, batch: u64) {
                 };
                 assert_eq!(seqs.end - seqs.start, batch);
                 acked.extend(seqs.zip(start..));
+                progress.store(start + batch, std::sync::atomic::Ordering::Relaxed);
             }
             acked
         })
     };
+    if batch > 1 {
+        // Batches go on back to back: the leader dies with one in flight.
+        while progress.load(std::sync::atomic::Ordering::Relaxed) < n / 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
     let index: usize = leader[1..].parse().unwrap();
     servers[index].kill();
-    killed_tx.send(()).unwrap();
+    let _ = killed_tx.send(());
+    assert!(
+        progress.load(std::sync::atomic::Ordering::Relaxed) < n,
+        "the ingest ended before the leader was killed"
+    );
     let acked = tokio::time::timeout(Duration::from_secs(120), writer)
         .await
         .expect("ingest did not resume")
@@ -771,8 +785,8 @@ async fn ingest_through_a_leader_kill(channel_name: &str, batch: u64) {
             Err(e) => panic!("read after the leader change failed: {e}"),
         }
     };
-    assert_eq!(all.len() as u64, N);
-    assert_eq!(acked.len() as u64, N);
+    assert_eq!(all.len() as u64, n);
+    assert_eq!(acked.len() as u64, n);
     for (seq, i) in acked {
         assert_eq!(all[seq as usize].payload[..], i.to_le_bytes());
     }
