@@ -9,11 +9,18 @@
 //! * `append/*`: one 100-byte append, returning after RedEX stored it (in memory; on disk
 //!   with `FsyncPolicy::Never` and `EveryN(1)`, in a temporary directory) or after the
 //!   stream acknowledged it (JetStream, one replica).
-//! * `append_batch_100/*`: `append_batch` of 100 × 100-byte events on the same backends.
+//! * `append_batch_100/*`: `append_batch` of 100 × 100-byte events on the same backends;
+//!   `jetstream_R1_unpipelined` publishes each event after the previous one's
+//!   acknowledgement (`JetStreamOptions::with_max_in_flight(1)`), as batches did before
+//!   they were pipelined.
 //! * `append_to_watch/*`: the latency from a typed write (`db.tasks().create`) on the
 //!   seed's `NetDb` until a live watch on the tasks (`db.tasks().watch().stream()`) yields a
 //!   result holding it.
 //! * `create_and_wait/*`: a typed write, then `wait_for_seq` of its seq.
+//!
+//! In the typed benches the writer is a `block_on` future on the bench thread and the folds
+//! run on a two-worker tokio runtime; a JetStream write blocks the bench thread until the
+//! stream acknowledged it (the log is synchronous), as it would block a caller's thread.
 //!
 //! Every log keeps at most [`RETAIN`] events: RedEX files are swept (untimed) every
 //! [`RETAIN`] appends, streams drop their oldest messages themselves (`max_msgs`). The
@@ -168,19 +175,33 @@ impl Drop for Log {
     }
 }
 
+/// The JetStream connections: the default one, and for batches one publishing each event
+/// after the previous one's acknowledgement (`with_max_in_flight(1)`), to compare.
+struct Servers {
+    js: JetStream,
+    unpipelined: JetStream,
+}
+
 /// The raw logs of the `append` and `append_batch_100` groups.
-fn logs(js: Option<&JetStream>, group: &str) -> Vec<Log> {
+fn logs(servers: Option<&Servers>, group: &str, unpipelined: bool) -> Vec<Log> {
     let mut logs = vec![
         Log::memory(),
         Log::disk("Never", FsyncPolicy::Never),
         Log::disk("EveryN_1", FsyncPolicy::EveryN(1)),
     ];
-    if let Some(js) = js {
+    if let Some(s) = servers {
         logs.push(Log::jetstream(
-            js,
+            &s.js,
             "jetstream_R1",
             &format!("bench/{group}"),
         ));
+        if unpipelined {
+            logs.push(Log::jetstream(
+                &s.unpipelined,
+                "jetstream_R1_unpipelined",
+                &format!("bench/{group}-unpipelined"),
+            ));
+        }
     }
     logs
 }
@@ -193,12 +214,12 @@ fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::W
 }
 
 /// One 100-byte append per iteration.
-fn append(c: &mut Criterion, js: Option<&JetStream>) {
+fn append(c: &mut Criterion, servers: Option<&Servers>) {
     let mut group = c.benchmark_group("append");
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
     let data = payload();
-    for mut log in logs(js, "append") {
+    for mut log in logs(servers, "append", false) {
         group.bench_function(BenchmarkId::from_parameter(log.name.clone()), |b| {
             b.iter_custom(|iters| {
                 log.time(iters, 1, |l| {
@@ -211,13 +232,13 @@ fn append(c: &mut Criterion, js: Option<&JetStream>) {
 }
 
 /// One `append_batch` of 100 × 100-byte events per iteration.
-fn append_batch(c: &mut Criterion, js: Option<&JetStream>) {
+fn append_batch(c: &mut Criterion, servers: Option<&Servers>) {
     let mut group = c.benchmark_group("append_batch_100");
     configure(&mut group);
     group.throughput(Throughput::Elements(BATCH as u64));
     let data = payload();
     let batch: Vec<&[u8]> = (0..BATCH).map(|_| &data[..]).collect();
-    for mut log in logs(js, "batch") {
+    for mut log in logs(servers, "batch", true) {
         group.bench_function(BenchmarkId::from_parameter(log.name.clone()), |b| {
             b.iter_custom(|iters| {
                 log.time(iters, BATCH as u64, |l| {
@@ -285,10 +306,10 @@ impl Db {
     }
 }
 
-fn dbs(js: Option<&JetStream>) -> Vec<Db> {
+fn dbs(servers: Option<&Servers>) -> Vec<Db> {
     let mut dbs = vec![Db::new("redex_memory", None)];
-    if let Some(js) = js {
-        dbs.push(Db::new("jetstream_R1", Some(js.clone())));
+    if let Some(s) = servers {
+        dbs.push(Db::new("jetstream_R1", Some(s.js.clone())));
     }
     dbs
 }
@@ -328,12 +349,12 @@ async fn time_create_and_wait(db: &mut Db, iters: u64) -> Duration {
     start.elapsed()
 }
 
-fn append_to_watch(c: &mut Criterion, js: Option<&JetStream>) {
+fn append_to_watch(c: &mut Criterion, servers: Option<&Servers>) {
     let mut group = c.benchmark_group("append_to_watch");
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
     let rt = multi_thread_2();
-    for mut db in dbs(js) {
+    for mut db in dbs(servers) {
         group.bench_function(BenchmarkId::from_parameter(db.name), |b| {
             b.iter_custom(|iters| rt.block_on(time_watch(&mut db, iters)));
         });
@@ -342,12 +363,12 @@ fn append_to_watch(c: &mut Criterion, js: Option<&JetStream>) {
     group.finish();
 }
 
-fn create_and_wait(c: &mut Criterion, js: Option<&JetStream>) {
+fn create_and_wait(c: &mut Criterion, servers: Option<&Servers>) {
     let mut group = c.benchmark_group("create_and_wait");
     configure(&mut group);
     group.throughput(Throughput::Elements(1));
     let rt = multi_thread_2();
-    for mut db in dbs(js) {
+    for mut db in dbs(servers) {
         group.bench_function(BenchmarkId::from_parameter(db.name), |b| {
             b.iter_custom(|iters| rt.block_on(time_create_and_wait(&mut db, iters)));
         });
@@ -363,16 +384,22 @@ fn main() {
     if server.is_none() {
         eprintln!("NETDB_SKIP_JETSTREAM=1: measuring the embedded backends only");
     }
-    let js = server.as_ref().map(|s| {
-        JetStream::connect(JetStreamOptions::new([s.url()]).with_client_name("netdb-bench"))
-            .expect("connect to nats-server")
+    let servers = server.as_ref().map(|s| {
+        let connect = |options: JetStreamOptions| {
+            JetStream::connect(options.with_client_name("netdb-bench"))
+                .expect("connect to nats-server")
+        };
+        Servers {
+            js: connect(JetStreamOptions::new([s.url()])),
+            unpipelined: connect(JetStreamOptions::new([s.url()]).with_max_in_flight(1)),
+        }
     });
     let mut c = Criterion::default().configure_from_args();
-    append(&mut c, js.as_ref());
-    append_batch(&mut c, js.as_ref());
-    append_to_watch(&mut c, js.as_ref());
-    create_and_wait(&mut c, js.as_ref());
+    append(&mut c, servers.as_ref());
+    append_batch(&mut c, servers.as_ref());
+    append_to_watch(&mut c, servers.as_ref());
+    create_and_wait(&mut c, servers.as_ref());
     c.final_summary();
-    drop(js);
+    drop(servers);
     drop(server);
 }
