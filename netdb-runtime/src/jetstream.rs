@@ -95,11 +95,27 @@
 //! # Batches
 //!
 //! JetStream 2.9 has no atomic multi-message publish, so `append_batch` is **not** all or
-//! nothing here. Its events are published in order, each after the first expecting the
-//! previous one as the last message, so the appended events are always contiguous and
-//! never interleaved with another writer's. If an event fails after others were stored,
-//! the batch fails with [`RedexError::PartialBatch`] naming the seqs that were appended;
-//! if the first one fails, with that event's error and nothing appended.
+//! nothing here. Its events are pipelined: published back to back on the connection (up to
+//! [`JetStreamOptions::with_max_in_flight`], 256 by default, before the first is
+//! acknowledged), then their acknowledgements awaited in order, so a batch costs about one
+//! round trip rather than one per event. Each event after the first expects the previous
+//! one as the stream's last message, by sequence (`Nats-Expected-Last-Sequence`) and by
+//! message id (`Nats-Expected-Last-Msg-Id`); the first expects the end this handle knows
+//! (single writer) or nothing (multi-writer: its sequence is awaited before the others are
+//! sent). So the appended events are always contiguous and never interleaved with another
+//! writer's, and once an event is refused (another writer's event came first, it is too
+//! large, the server refused it), every later one of the batch is refused too, as its
+//! predecessor never became the last message.
+//!
+//! If an event fails after others were stored, the batch fails with
+//! [`RedexError::PartialBatch`] naming exactly the seqs that were appended (and, as
+//! `source`, why the next one was not); if the first one fails, with that event's error and
+//! nothing appended. An event with no answer (a leader change, a reconnect) is published
+//! again with the same message id, as are the ones sent after it, until the append
+//! timeout, so none is stored twice; if the timeout passes, the batch fails with
+//! [`RedexError::Unavailable`] (`outcome_unknown`), inside a `PartialBatch` naming the
+//! events known to be stored if there are any: events after those may still be stored,
+//! contiguously after them.
 //!
 //! # Durability and `FsyncPolicy`
 //!
@@ -142,6 +158,7 @@
 //! another tokio runtime (as a blocking file write is). The runtime stops when the last
 //! handle (the [`JetStream`], its logs) is dropped.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
@@ -190,12 +207,17 @@ pub fn subject(channel: &ChannelName) -> String {
     s
 }
 
+/// Events of a batch in flight at once, unless [`JetStreamOptions::with_max_in_flight`]
+/// says otherwise.
+const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
 /// How to reach the NATS servers.
 #[derive(Debug, Clone)]
 pub struct JetStreamOptions {
     servers: Vec<String>,
     request_timeout: Duration,
     append_timeout: Duration,
+    max_in_flight: usize,
     client_name: Option<String>,
     log_config: JetStreamLogConfig,
     channel_log_configs: Vec<(String, JetStreamLogConfig)>,
@@ -209,6 +231,7 @@ impl JetStreamOptions {
             servers: servers.into_iter().map(Into::into).collect(),
             request_timeout: Duration::from_secs(5),
             append_timeout: Duration::from_secs(10),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             client_name: None,
             log_config: JetStreamLogConfig::default(),
             channel_log_configs: Vec::new(),
@@ -226,6 +249,14 @@ impl JetStreamOptions {
     /// (default 10 s).
     pub fn with_append_timeout(mut self, timeout: Duration) -> Self {
         self.append_timeout = timeout;
+        self
+    }
+
+    /// How many events of a batch are published before the first of them is acknowledged
+    /// (default 256; at least 1). See [Batches](self#batches): 1 publishes each event after
+    /// the previous one's acknowledgement, a round trip per event.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
         self
     }
 
@@ -471,9 +502,15 @@ impl JetStream {
             .recv()
             .map_err(|_| fail("its runtime stopped".into()))?
             .map_err(|e| fail(e.to_string()))?;
-        let context = jetstream::ContextBuilder::new()
-            .timeout(options.request_timeout)
-            .build(client.clone());
+        // Building a context spawns its acker task (which takes over publish acknowledgements
+        // nobody awaits any more): on the connection's runtime, not the caller's, which may
+        // not exist (a plain `fn main`) or stop before the connection does.
+        let context = {
+            let _runtime = handle.enter();
+            jetstream::ContextBuilder::new()
+                .timeout(options.request_timeout)
+                .build(client.clone())
+        };
         Ok(JetStream {
             conn: Arc::new(Conn {
                 runtime: Some(runtime),
@@ -767,6 +804,7 @@ impl JetStreamLog {
         let stream = self.inner.stream.clone();
         let subject = self.inner.subject.clone();
         let append_timeout = self.inner.conn.options.append_timeout;
+        let max_in_flight = self.inner.conn.options.max_in_flight;
         let (acked, fail) = self
             .inner
             .conn
@@ -777,6 +815,7 @@ impl JetStreamLog {
                 msgs,
                 expected,
                 append_timeout,
+                max_in_flight,
             ))
             .unwrap_or_else(|| {
                 (
@@ -832,79 +871,209 @@ impl JetStreamLog {
     }
 }
 
-/// Publishes `msgs` in order, the first expecting stream message `expected` as the last
-/// (if given), each later one expecting its predecessor. Retries an attempt that got no
-/// answer, with the same message id, until `append_timeout`. Returns the stream sequences
-/// of the messages stored and why it stopped early.
+/// Publishes `msgs` in order, pipelined: up to `max_in_flight` are sent back to back before
+/// their acknowledgements are awaited, in order. The first expects stream message
+/// `expected` as the last (if given; without it, it goes alone and the others wait for its
+/// sequence); each later one expects its predecessor both as the last sequence and as the
+/// last message id, so none is stored unless its predecessor is the stream's last message:
+/// after a message is refused, every later one is refused too. Retries from the first
+/// message whose outcome is unknown (no answer, no stream leader), with the same message
+/// ids, until `append_timeout`. Returns the stream sequences of the messages stored and
+/// why it stopped early.
 async fn publish_run(
     context: Context,
     stream: Stream,
     subject: String,
     msgs: Vec<(String, Bytes)>,
-    mut expected: Option<u64>,
+    expected: Option<u64>,
     append_timeout: Duration,
+    max_in_flight: usize,
 ) -> (Vec<u64>, Option<PubFail>) {
-    let deadline = Instant::now() + append_timeout;
-    let mut acked = Vec::with_capacity(msgs.len());
-    for (id, payload) in msgs {
-        let len = payload.len();
-        let mut retried = false;
-        let mut backoff = Duration::from_millis(20);
+    let mut run = Run {
+        context,
+        stream,
+        subject,
+        msgs,
+        expected,
+        deadline: Instant::now() + append_timeout,
+        max_in_flight: max_in_flight.max(1),
+        acked: Vec::new(),
+        sent: 0,
+    };
+    run.acked.reserve_exact(run.msgs.len());
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let before = run.acked.len();
+        let pass = tokio::time::timeout_at(run.deadline, run.pass()).await;
+        let Ok(stop) = pass else {
+            let reason = format!("no acknowledgement within {append_timeout:?}");
+            return (run.acked, Some(PubFail::Unavailable(reason)));
+        };
+        let reason = match stop {
+            Stop::Done => return (run.acked, None),
+            Stop::Failed(fail) => return (run.acked, Some(fail)),
+            Stop::Retry(reason) => reason,
+        };
+        tracing::debug!(
+            subject = %run.subject,
+            acknowledged = run.acked.len(),
+            error = %reason,
+            "append: publishing again from the first unacknowledged event"
+        );
+        if run.acked.len() > before {
+            backoff = Duration::from_millis(20);
+        }
+        if Instant::now() + backoff >= run.deadline {
+            return (run.acked, Some(PubFail::Unavailable(reason)));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// A batch being published.
+struct Run {
+    context: Context,
+    stream: Stream,
+    subject: String,
+    msgs: Vec<(String, Bytes)>,
+    /// The stream sequence the first message expects as the last, if any.
+    expected: Option<u64>,
+    deadline: Instant,
+    max_in_flight: usize,
+    /// The stream sequences of the messages stored so far: the first `acked.len()`.
+    acked: Vec<u64>,
+    /// Messages before this index were sent at least once, so an earlier attempt of theirs
+    /// may be stored even if a later one is refused.
+    sent: usize,
+}
+
+/// Why a pass stopped.
+enum Stop {
+    /// Every message is stored.
+    Done,
+    /// A message was refused; none after it is stored.
+    Failed(PubFail),
+    /// A message's outcome is unknown: publish again from it.
+    Retry(String),
+}
+
+impl Run {
+    /// The stream sequence message `acked.len()` expects as the last.
+    fn last(&self) -> Option<u64> {
+        self.acked.last().copied().or(self.expected)
+    }
+
+    /// Publishes from the first message not known to be stored, keeping up to
+    /// `max_in_flight` in flight, until every message is stored or one is not.
+    async fn pass(&mut self) -> Stop {
+        let retried = self.sent;
+        let mut inflight = VecDeque::with_capacity(self.max_in_flight.min(self.msgs.len()));
+        let mut next = self.acked.len();
+        // What message `next` expects as the last sequence; `None` while the sequence of
+        // the message before it (the first, published without expectation) is unknown.
+        let mut next_expects = self.last();
+        // Set once a message could not be sent: none after it is.
+        let mut stalled = false;
         loop {
-            let mut msg = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&id);
-            if let Some(e) = expected {
-                msg = msg.expected_last_sequence(e);
+            while !stalled
+                && next < self.msgs.len()
+                && inflight.len() < self.max_in_flight
+                && (next_expects.is_some() || inflight.is_empty())
+            {
+                let (id, payload) = &self.msgs[next];
+                let mut msg = PublishMessage::build()
+                    .payload(payload.clone())
+                    .message_id(id);
+                if let Some(e) = next_expects {
+                    msg = msg.expected_last_sequence(e);
+                }
+                if next > 0 {
+                    msg = msg.expected_last_message_id(&self.msgs[next - 1].0);
+                }
+                let sent = self.context.send_publish(self.subject.clone(), msg).await;
+                stalled = sent.is_err();
+                if !stalled {
+                    self.sent = self.sent.max(next + 1);
+                }
+                inflight.push_back(sent);
+                next_expects = next_expects.map(|e| e + 1);
+                next += 1;
             }
-            let attempt = async { context.send_publish(subject.clone(), msg).await?.await };
-            let outcome = tokio::time::timeout_at(deadline, attempt).await;
-            let error = match outcome {
-                Ok(Ok(ack)) => {
-                    acked.push(ack.sequence);
-                    expected = Some(ack.sequence);
-                    break;
-                }
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    let reason = format!("no acknowledgement within {append_timeout:?}");
-                    return (acked, Some(PubFail::Unavailable(reason)));
-                }
+            let Some(sent) = inflight.pop_front() else {
+                return Stop::Done;
             };
-            match error.kind() {
-                PublishErrorKind::WrongLastSequence => {
-                    // After a retry the refusal may be of our own earlier attempt.
-                    if retried
-                        && let Some(e) = expected
-                        && stored_with_id(&stream, e + 1, &id).await
-                    {
-                        acked.push(e + 1);
-                        expected = Some(e + 1);
-                        break;
+            let i = self.acked.len();
+            let want = self.last().map(|last| last + 1);
+            let outcome = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            let stored = match outcome {
+                Ok(ack) => match want {
+                    Some(want) if ack.sequence != want => {
+                        // Only a duplicate can be acknowledged elsewhere than expected (a
+                        // cluster may answer one still being replicated with sequence 0):
+                        // believe the stream.
+                        if !ack.duplicate {
+                            return Stop::Failed(PubFail::Backend(format!(
+                                "stream message {want} was acknowledged as {}",
+                                ack.sequence
+                            )));
+                        }
+                        if !stored_with_id(&self.stream, want, &self.msgs[i].0).await {
+                            return Stop::Retry(format!(
+                                "stream message {want} acknowledged as a duplicate of {}",
+                                ack.sequence
+                            ));
+                        }
+                        want
                     }
-                    return (acked, Some(PubFail::Conflict));
-                }
-                PublishErrorKind::MaxPayloadExceeded => {
-                    return (acked, Some(PubFail::TooLarge(len)));
-                }
-                PublishErrorKind::Other
-                    if std::error::Error::source(&error)
-                        .is_some_and(|s| s.is::<jetstream::Error>()) =>
-                {
-                    return (acked, Some(PubFail::Backend(error.to_string())));
-                }
-                _ => {
-                    if Instant::now() + backoff >= deadline {
-                        return (acked, Some(PubFail::Unavailable(error.to_string())));
+                    _ => ack.sequence,
+                },
+                Err(error) => match error.kind() {
+                    PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId => {
+                        // The refusal may be of a later attempt, after an earlier one was
+                        // stored.
+                        match want {
+                            Some(want)
+                                if i < retried
+                                    && stored_with_id(&self.stream, want, &self.msgs[i].0)
+                                        .await =>
+                            {
+                                want
+                            }
+                            _ => return Stop::Failed(PubFail::Conflict),
+                        }
                     }
-                    retried = true;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
+                    PublishErrorKind::MaxPayloadExceeded => {
+                        return Stop::Failed(PubFail::TooLarge(self.msgs[i].1.len()));
+                    }
+                    PublishErrorKind::Other => match server_error(&error) {
+                        // An earlier attempt of this message is still being replicated
+                        // (servers from 2.11 on): its outcome is not known yet.
+                        Some(jetstream::ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT) => {
+                            return Stop::Retry(error.to_string());
+                        }
+                        Some(_) => return Stop::Failed(PubFail::Backend(error.to_string())),
+                        None => return Stop::Retry(error.to_string()),
+                    },
+                    _ => return Stop::Retry(error.to_string()),
+                },
+            };
+            self.acked.push(stored);
+            if next == i + 1 {
+                next_expects = Some(stored);
             }
         }
     }
-    (acked, None)
+}
+
+/// The server's answer to a publish that `error` carries, if it is one.
+fn server_error(error: &jetstream::context::PublishError) -> Option<jetstream::ErrorCode> {
+    std::error::Error::source(error)
+        .and_then(|s| s.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code)
 }
 
 /// Whether stream message `seq` is the one published with message id `id`.

@@ -111,6 +111,24 @@ async fn append_read_tail_round_trip_with_redex_seqs() {
     assert!(end.is_none());
 }
 
+/// The log is synchronous: a plain thread with no tokio runtime connects, appends and reads.
+#[test]
+fn connects_and_appends_outside_any_runtime() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = connect(&server);
+    let log = js
+        .open_log(
+            &channel("test/js/no-runtime"),
+            JetStreamLogConfig::default(),
+        )
+        .unwrap();
+    assert_eq!(log.append(b"a").unwrap(), 0);
+    assert_eq!(log.append_batch(&[b"b", b"c"]).unwrap(), 1..3);
+    assert_eq!(payloads(&log.read_range(2, 3).unwrap()), [(2, &b"c"[..])]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_maps_to_stream_limits_and_tails_report_eviction() {
     let Some(server) = NatsServer::start() else {
@@ -214,6 +232,209 @@ async fn a_second_single_writer_gets_a_conflict_not_an_interleaving() {
     assert_eq!(c.append(b"c").unwrap(), 4);
     assert_eq!(d.append(b"d").unwrap(), 5);
     assert_eq!(c.append_batch(&[b"c1", b"c2"]).unwrap(), 6..8);
+}
+
+/// Over the server's `max_payload` (1 MiB by default).
+const OVERSIZED: usize = 2 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stops_at_an_oversized_event_and_names_exactly_what_it_appended() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let log = connect(&server)
+        .open_log(
+            &channel("test/js/partial-too-large"),
+            JetStreamLogConfig::default(),
+        )
+        .unwrap();
+    assert_eq!(log.append(b"first").unwrap(), 0);
+    let huge = vec![7u8; OVERSIZED];
+    match log.append_batch(&[b"a", b"b", &huge, b"c", b"d"]) {
+        Err(RedexError::PartialBatch {
+            appended,
+            requested: 5,
+            source,
+            ..
+        }) => {
+            assert_eq!(appended, 1..3);
+            assert!(
+                matches!(*source, RedexError::PayloadTooLarge { len: OVERSIZED, .. }),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected a partial batch, got {other:?}"),
+    }
+    // Neither the oversized event nor those after it were stored: the next append lands
+    // right after the two that were.
+    assert_eq!(log.append(b"e").unwrap(), 3);
+    assert_eq!(
+        payloads(&log.read_range(0, 10).unwrap()),
+        [(0, &b"first"[..]), (1, b"a"), (2, b"b"), (3, b"e")]
+    );
+    // An oversized first event: nothing appended, that event's own error.
+    assert!(matches!(
+        log.append_batch(&[&huge, b"f"]),
+        Err(RedexError::PayloadTooLarge { .. })
+    ));
+    assert_eq!(log.next_seq(), 4);
+}
+
+/// What one batch of a raced writer got.
+type BatchOutcome = (Vec<Vec<u8>>, Result<Range<u64>, RedexError>);
+
+/// Batches of `len` events from a handle in `mode` while another connection appends single
+/// events as fast as it can, until `partials` batches stopped part-way (or `rounds` ran).
+fn race_batches(
+    server: &NatsServer,
+    ch: &ChannelName,
+    mode: WriterMode,
+    len: usize,
+    rounds: usize,
+    partials: usize,
+) -> (Vec<BatchOutcome>, JetStreamLog) {
+    let a = connect(server)
+        .open_log(ch, JetStreamLogConfig::default().with_writer_mode(mode))
+        .unwrap();
+    let b = connect(server)
+        .open_log(
+            ch,
+            JetStreamLogConfig::default().with_writer_mode(WriterMode::Multi),
+        )
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                b.append(format!("b{n}").as_bytes()).unwrap();
+                n += 1;
+            }
+        })
+    };
+    let mut outcomes = Vec::new();
+    let mut seen = 0;
+    for round in 0..rounds {
+        let batch: Vec<Vec<u8>> = (0..len)
+            .map(|i| format!("a{round}-{i}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let result = a.append_batch(&refs);
+        if matches!(result, Err(RedexError::PartialBatch { .. })) {
+            seen += 1;
+        }
+        outcomes.push((batch, result));
+        if seen >= partials {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    other.join().unwrap();
+    (outcomes, a)
+}
+
+/// Checks every outcome against the log: a whole batch, or exactly the first events of a
+/// partial one, contiguous where it said; nothing of the rest anywhere; nothing twice.
+fn check_raced(outcomes: &[BatchOutcome], all: &[RedexEvent]) -> usize {
+    let mut at = std::collections::HashMap::new();
+    for e in all {
+        assert!(
+            at.insert(&e.payload[..], e.seq).is_none(),
+            "stored twice: {:?}",
+            String::from_utf8_lossy(&e.payload)
+        );
+    }
+    let first = all.first().map_or(0, |e| e.seq);
+    let mut partial = 0;
+    for (batch, result) in outcomes {
+        let stored = match result {
+            Ok(range) => {
+                assert_eq!(range.end - range.start, batch.len() as u64);
+                range.clone()
+            }
+            Err(RedexError::PartialBatch {
+                appended,
+                requested,
+                source,
+                ..
+            }) => {
+                assert_eq!(*requested, batch.len());
+                assert!(
+                    matches!(**source, RedexError::Conflict { .. }),
+                    "{source:?}"
+                );
+                partial += 1;
+                appended.clone()
+            }
+            Err(RedexError::Conflict { .. }) => 0..0,
+            Err(e) => panic!("unexpected error: {e}"),
+        };
+        let n = (stored.end - stored.start) as usize;
+        for (k, payload) in batch.iter().enumerate() {
+            if k < n {
+                let seq = stored.start + k as u64;
+                assert_eq!(all[(seq - first) as usize].payload[..], payload[..]);
+            } else {
+                assert!(
+                    !at.contains_key(&payload[..]),
+                    "{:?} is stored though its batch reported {stored:?}",
+                    String::from_utf8_lossy(payload)
+                );
+            }
+        }
+    }
+    partial
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_raced_by_another_writer_stays_contiguous_and_names_exactly_what_it_appended() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let server = Arc::new(server);
+    // Multi-writer batches: the first event carries no expectation, so the other writer's
+    // events land between batches or inside them. Inside, the batch stops right there: each
+    // later event expects its predecessor as the last (sequence and message id), which no
+    // longer holds, even for the one whose expected sequence is the other writer's event.
+    let s = Arc::clone(&server);
+    let (outcomes, a) = tokio::task::spawn_blocking(move || {
+        race_batches(
+            &s,
+            &channel("test/js/race-multi"),
+            WriterMode::Multi,
+            200,
+            500,
+            5,
+        )
+    })
+    .await
+    .unwrap();
+    let all = a.read_range(0, u64::MAX).unwrap();
+    let partial = check_raced(&outcomes, &all);
+    assert!(
+        partial > 0,
+        "no batch was interleaved in {} rounds",
+        outcomes.len()
+    );
+
+    // A single writer: a batch that starts on a stale end is a conflict writing nothing;
+    // one the other writer overtakes part-way stops there.
+    let s = Arc::clone(&server);
+    let (outcomes, a) = tokio::task::spawn_blocking(move || {
+        race_batches(
+            &s,
+            &channel("test/js/race-single"),
+            WriterMode::Single,
+            200,
+            100,
+            5,
+        )
+    })
+    .await
+    .unwrap();
+    let all = a.read_range(0, u64::MAX).unwrap();
+    check_raced(&outcomes, &all);
 }
 
 // ---- a model on JetStream ----------------------------------------------------------------
@@ -456,6 +677,22 @@ async fn connection_loss_is_a_typed_error_and_recovers_when_the_server_returns()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() {
+    ingest_through_a_leader_kill("test/js/cluster", 1).await;
+}
+
+/// Batches pipeline their events: the ones in flight when the leader dies are published
+/// again (same message ids) once a new leader answers, and each batch still lands whole,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_cluster_keeps_every_acknowledged_batch_when_the_leader_is_killed() {
+    ingest_through_a_leader_kill("test/js/cluster-batches", 50).await;
+}
+
+/// Appends 300 events one by one, or 3000 in batches of `batch`, to an R3 stream, killing its
+/// leader a third of the way (between two single appends; while a batch is in flight);
+/// every append must succeed and every acknowledged event be in the log, once, at the seq
+/// it was acknowledged with.
+async fn ingest_through_a_leader_kill(channel_name: &str, batch: u64) {
     let Some(mut servers) = start_cluster() else {
         return;
     };
@@ -466,7 +703,7 @@ async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() 
             .with_append_timeout(Duration::from_secs(30)),
     )
     .unwrap();
-    let ch = channel("test/js/cluster");
+    let ch = channel(channel_name);
     let config = JetStreamLogConfig::default().with_replicas(3);
     // The cluster elects its meta leader after it formed: retry until the stream exists.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -488,26 +725,47 @@ async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    const N: u64 = 300;
+    let n = if batch == 1 { 300 } else { 3000 };
     let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
         let log = Arc::clone(&log);
+        let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
             let mut acked = Vec::new();
-            for i in 0..N {
-                if i == N / 3 {
+            for start in (0..n).step_by(batch as usize) {
+                if batch == 1 && start == n / 3 {
                     // Hand over to the killer, and go on once it killed the leader.
                     killed_rx.recv().unwrap();
                 }
-                let seq = log.append(&i.to_le_bytes()).unwrap();
-                acked.push((seq, i));
+                let events: Vec<[u8; 8]> = (start..start + batch).map(u64::to_le_bytes).collect();
+                let seqs = if batch == 1 {
+                    let seq = log.append(&events[0]).unwrap();
+                    seq..seq + 1
+                } else {
+                    let refs: Vec<&[u8]> = events.iter().map(|e| &e[..]).collect();
+                    log.append_batch(&refs).unwrap()
+                };
+                assert_eq!(seqs.end - seqs.start, batch);
+                acked.extend(seqs.zip(start..));
+                progress.store(start + batch, std::sync::atomic::Ordering::Relaxed);
             }
             acked
         })
     };
+    if batch > 1 {
+        // Batches go on back to back: the leader dies with one in flight.
+        while progress.load(std::sync::atomic::Ordering::Relaxed) < n / 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
     let index: usize = leader[1..].parse().unwrap();
     servers[index].kill();
-    killed_tx.send(()).unwrap();
+    let _ = killed_tx.send(());
+    assert!(
+        progress.load(std::sync::atomic::Ordering::Relaxed) < n,
+        "the ingest ended before the leader was killed"
+    );
     let acked = tokio::time::timeout(Duration::from_secs(120), writer)
         .await
         .expect("ingest did not resume")
@@ -527,7 +785,8 @@ async fn r3_cluster_keeps_every_acknowledged_append_when_the_leader_is_killed() 
             Err(e) => panic!("read after the leader change failed: {e}"),
         }
     };
-    assert_eq!(all.len() as u64, N);
+    assert_eq!(all.len() as u64, n);
+    assert_eq!(acked.len() as u64, n);
     for (seq, i) in acked {
         assert_eq!(all[seq as usize].payload[..], i.to_le_bytes());
     }
