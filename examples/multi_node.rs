@@ -103,16 +103,8 @@ async fn write(url: &str) -> Result<(), Box<dyn Error>> {
     let js = connect(url, "multi-node writer")?;
     let db = NetDb::open(&js, WRITER)?;
     db.catch_up().await?; // folds what earlier runs left, so new ids follow theirs
-    let (existing, next_id) = {
-        let state = db.tasks().state();
-        let tasks = state.read();
-        let largest = tasks
-            .query()
-            .order_by(OrderBy::IdDesc)
-            .first()
-            .map_or(0, |t| t.id);
-        (tasks.len(), largest + 1)
-    };
+    let (existing, largest) = tasks_and_largest_id(&db);
+    let next_id = largest + 1;
     println!("[writer] the stream holds {existing} tasks from earlier runs");
     let ids: Vec<u64> = (next_id..).take(TITLES.len()).collect();
     for (&id, title) in ids.iter().zip(TITLES) {
@@ -139,16 +131,7 @@ async fn watch(url: &str) -> Result<(), Box<dyn Error>> {
     let js = connect(url, "multi-node watcher")?;
     let db = NetDb::open(&js, WATCHER)?;
     db.catch_up().await?;
-    let (start, largest) = {
-        let state = db.tasks().state();
-        let tasks = state.read();
-        let largest = tasks
-            .query()
-            .order_by(OrderBy::IdDesc)
-            .first()
-            .map_or(0, |t| t.id);
-        (tasks.len(), largest)
-    };
+    let (start, largest) = tasks_and_largest_id(&db);
     let mut pending = db
         .tasks()
         .watch()
@@ -179,6 +162,14 @@ async fn watch(url: &str) -> Result<(), Box<dyn Error>> {
     println!("the writer is done; {completed} tasks are completed in all");
     db.close()?;
     Ok(())
+}
+
+/// How many tasks the fold holds, and the largest id among them (0 if none).
+fn tasks_and_largest_id(db: &NetDb) -> (usize, u64) {
+    let state = db.tasks().state();
+    let tasks = state.read();
+    let largest = tasks.query().order_by(OrderBy::IdDesc).first();
+    (tasks.len(), largest.map_or(0, |t| t.id))
 }
 
 fn list(rows: &[Task]) -> String {
