@@ -50,8 +50,14 @@ pub(crate) struct BundleBody<'a> {
 pub(crate) struct BundleEntry<'a> {
     pub(crate) channel: String,
     pub(crate) last_seq: Option<u64>,
-    #[serde(borrow)]
+    // serde writes a `&[u8]` as a sequence of `u8`s: in postcard the same bytes as a byte
+    // string, but pushed one at a time. `serialize_bytes` writes the slice at once.
+    #[serde(borrow, serialize_with = "byte_string")]
     pub(crate) envelope: &'a [u8],
+}
+
+fn byte_string<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
 }
 
 /// A model adapter whose snapshot can go into a bundle: every [`CortexAdapter`].
