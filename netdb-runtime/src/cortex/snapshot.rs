@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::SnapshotError;
 use super::model::CortexModel;
+use super::postcard_out::{self, varint_len};
 use super::table::Table;
 
 /// The first eight bytes of every model snapshot.
@@ -129,7 +130,7 @@ pub(crate) fn encode_into<M: CortexModel>(
     let gap = prefix.len();
     out.reserve(gap + expected_body);
     out.resize(start + gap, 0);
-    if let Err(e) = append(&RowsRef(table), out) {
+    if let Err(e) = postcard_out::append(&RowsRef(table), out) {
         out.truncate(start);
         return Err(e);
     }
@@ -137,7 +138,7 @@ pub(crate) fn encode_into<M: CortexModel>(
     header.body_len = body.len() as u64;
     header.crc32c = 0;
     prefix.clear();
-    append(&header, &mut prefix)?;
+    postcard_out::append(&header, &mut prefix)?;
     header.crc32c = crc32c::crc32c_append(crc32c::crc32c(&prefix), body);
     prefix.clear();
     write_prefix(&header, &mut prefix)?;
@@ -152,40 +153,7 @@ pub(crate) fn encode_into<M: CortexModel>(
 /// Writes what precedes the body: the magic and the header.
 fn write_prefix(header: &HeaderOut<'_>, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
     out.extend_from_slice(MAGIC);
-    append(header, out)
-}
-
-/// Appends `value`, encoded as postcard, to `out`.
-fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
-    postcard::serialize_with_flavor(value, Appending(out))
-}
-
-/// A postcard flavor appending to a borrowed vector (`to_extend` pushes slices byte by byte).
-struct Appending<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Appending<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// The number of bytes of `n` as a varint.
-fn varint_len(n: u64) -> usize {
-    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+    postcard_out::append(header, out)
 }
 
 /// The body length `table` is expected to encode to: the rows' count, then its first rows'
@@ -197,7 +165,7 @@ fn expected_body_len<M: CortexModel>(table: &Table<M>) -> usize {
     let sampled = table
         .iter()
         .take(SAMPLE)
-        .take_while(|row| append(row, &mut sample).is_ok())
+        .take_while(|row| postcard_out::append(row, &mut sample).is_ok())
         .count();
     let per_row = sample.len().div_ceil(sampled.max(1));
     varint_len(rows as u64) + rows * per_row + rows * per_row / 8
