@@ -65,7 +65,7 @@ mod event_meta;
 mod index;
 mod log;
 mod model;
-mod postcard_out;
+pub(crate) mod postcard_out;
 mod query;
 pub mod schema_lock;
 pub mod snapshot;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::SnapshotError;
 use super::model::CortexModel;
-use super::postcard_out::{self, varint_len};
+use super::postcard_out::{self, put_varint, varint_len};
 use super::table::Table;
 
 /// The first eight bytes of every model snapshot.
@@ -98,20 +98,22 @@ struct HeaderOut<'a> {
 /// Encodes `table` into an envelope.
 pub(crate) fn encode<M: CortexModel>(table: &Table<M>) -> Result<Vec<u8>, postcard::Error> {
     let mut out = Vec::new();
-    encode_into(table, &mut out)?;
+    encode_into(table, &mut out, false)?;
     Ok(out)
 }
 
-/// Appends `table`'s envelope to `out`.
+/// Appends `table`'s envelope to `out`. With `length_prefixed`, the envelope is preceded by
+/// its length as a varint: a postcard byte string, as a bundle entry holds it.
 ///
 /// The rows are encoded once, straight into `out`, behind a gap left for what precedes
-/// them: the magic and the header, whose `body_len` and checksum are known only once the
-/// rows are written. The gap is sized for the expected body length and a 5-byte
+/// them: the length, the magic and the header, whose `body_len` and checksum are known only
+/// once the rows are written. The gap is sized for the expected body length and a 5-byte
 /// checksum varint; the rare envelope whose prefix turns out shorter or longer moves its
 /// body once.
 pub(crate) fn encode_into<M: CortexModel>(
     table: &Table<M>,
     out: &mut Vec<u8>,
+    length_prefixed: bool,
 ) -> Result<(), postcard::Error> {
     let start = out.len();
     let expected_body = expected_body_len(table);
@@ -126,7 +128,7 @@ pub(crate) fn encode_into<M: CortexModel>(
         crc32c: u32::MAX,
     };
     let mut prefix = Vec::with_capacity(64 + M::CHANNEL.len());
-    write_prefix(&header, &mut prefix)?;
+    write_prefix(&header, length_prefixed, &mut prefix)?;
     let gap = prefix.len();
     out.reserve(gap + expected_body);
     out.resize(start + gap, 0);
@@ -141,7 +143,7 @@ pub(crate) fn encode_into<M: CortexModel>(
     postcard_out::append(&header, &mut prefix)?;
     header.crc32c = crc32c::crc32c_append(crc32c::crc32c(&prefix), body);
     prefix.clear();
-    write_prefix(&header, &mut prefix)?;
+    write_prefix(&header, length_prefixed, &mut prefix)?;
     if prefix.len() == gap {
         out[start..start + gap].copy_from_slice(&prefix);
     } else {
@@ -150,10 +152,21 @@ pub(crate) fn encode_into<M: CortexModel>(
     Ok(())
 }
 
-/// Writes what precedes the body: the magic and the header.
-fn write_prefix(header: &HeaderOut<'_>, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
-    out.extend_from_slice(MAGIC);
-    postcard_out::append(header, out)
+/// Writes what precedes the body: the envelope's length as a varint (with
+/// `length_prefixed`), the magic and the header.
+fn write_prefix(
+    header: &HeaderOut<'_>,
+    length_prefixed: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    let mut head = Vec::with_capacity(64 + header.channel.len());
+    head.extend_from_slice(MAGIC);
+    postcard_out::append(header, &mut head)?;
+    if length_prefixed {
+        put_varint(out, head.len() as u64 + header.body_len);
+    }
+    out.extend_from_slice(&head);
+    Ok(())
 }
 
 /// The body length `table` is expected to encode to: the rows' count, then its first rows'
@@ -429,10 +442,26 @@ pub(crate) mod tests {
         let reference = encode_reference(table);
         let ours = encode(table).unwrap();
         assert_eq!(ours, reference, "{} rows", table.len());
+        // Inside a bundle: a byte string, written in place after what precedes it.
+        let mut prefixed = vec![7; 3];
+        encode_into(table, &mut prefixed, true).unwrap();
+        let mut expected = vec![7; 3];
+        expected.extend(postcard::to_stdvec(&serde_bytes(&reference)).unwrap());
+        assert_eq!(prefixed, expected, "{} rows, length prefixed", table.len());
         let (_, rows) = decode::<Row>(&ours).unwrap();
         assert!(rows.iter().eq(table.iter()));
         let (header, _): (Header, &[u8]) = postcard::take_from_bytes(&ours[8..]).unwrap();
         crcs.push(header.crc32c);
+    }
+
+    struct Bytes<'a>(&'a [u8]);
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    fn serde_bytes(b: &[u8]) -> Bytes<'_> {
+        Bytes(b)
     }
 
     #[test]
