@@ -99,7 +99,17 @@ struct HeaderOut<'a> {
 pub(crate) fn encode<M: CortexModel>(table: &Table<M>) -> Result<Vec<u8>, postcard::Error> {
     let mut out = Vec::new();
     encode_into(table, &mut out, false)?;
+    shrink_if_oversized(&mut out);
     Ok(out)
+}
+
+/// Gives back the capacity of a vector reserved from an estimate far above what was written
+/// (a table whose first rows are much larger than the rest), which the caller would
+/// otherwise hold as long as the bytes.
+pub(crate) fn shrink_if_oversized(out: &mut Vec<u8>) {
+    if out.capacity() > 2 * out.len() {
+        out.shrink_to_fit();
+    }
 }
 
 /// Appends `table`'s envelope to `out`. With `length_prefixed`, the envelope is preceded by
@@ -130,7 +140,8 @@ pub(crate) fn encode_into<M: CortexModel>(
     let mut prefix = Vec::with_capacity(64 + M::CHANNEL.len());
     write_prefix(&header, length_prefixed, &mut prefix)?;
     let gap = prefix.len();
-    out.reserve(gap + expected_body);
+    // Only a hint: when an estimate too large to allocate fails, the vector grows as needed.
+    let _ = out.try_reserve(gap + expected_body);
     out.resize(start + gap, 0);
     if let Err(e) = postcard_out::append(&RowsRef(table), out) {
         out.truncate(start);
@@ -170,7 +181,9 @@ fn write_prefix(
 }
 
 /// The body length `table` is expected to encode to: the rows' count, then its first rows'
-/// average size for each row, with an eighth more for rows larger than those.
+/// average size for each row, with an eighth more for rows larger than those. A table that
+/// grows past it reallocates; one far below it gives the capacity back
+/// ([`shrink_if_oversized`]).
 fn expected_body_len<M: CortexModel>(table: &Table<M>) -> usize {
     const SAMPLE: usize = 32;
     let rows = table.len();
@@ -488,6 +501,15 @@ pub(crate) mod tests {
                 .collect();
             check(&Table::from_rows(rows, Some(9)), &mut crcs);
         }
+        // Rows that shrink: the estimate from the first rows is far too large, and the
+        // capacity is given back.
+        let rows = (0..3000)
+            .map(|i| row(i, &mut state, if i < 40 { 400 } else { 0 }))
+            .collect();
+        let table = Table::from_rows(rows, Some(9));
+        check(&table, &mut crcs);
+        let bytes = encode(&table).unwrap();
+        assert!(bytes.capacity() <= 2 * bytes.len());
         // A table written through the fold, in slots out of id order.
         let mut table = Table::<Row>::default();
         {

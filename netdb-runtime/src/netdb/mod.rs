@@ -170,6 +170,7 @@ pub fn bundle_of(models: &[&dyn BundleModel]) -> Result<Vec<u8>, CortexError> {
     for m in models {
         m.append_bundle_entry(&mut out)?;
     }
+    snapshot::shrink_if_oversized(&mut out);
     Ok(out)
 }
 
