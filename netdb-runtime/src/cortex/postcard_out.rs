@@ -4,8 +4,9 @@
 //! postcard's own serializer writes each varint through a byte loop into a stack buffer and
 //! appends the used part with a `memcpy` of variable length. Here a `u64` varint is spread
 //! into bytes with a few shifts and masks, appended as a fixed 16-byte block and the vector
-//! cut back to the varint's length: no loop and no call. A snapshot of 10 K task rows
-//! (five fields each) spends about a third of the instructions postcard's path does.
+//! cut back to the varint's length: no loop and no call. A snapshot of task rows (three
+//! `u64`s, a string and an enum each) takes about 240 instructions a row this way, against
+//! 380 through postcard's serializer.
 //!
 //! The format is postcard's (its wire format is stable across 1.x): `u8`, `i8` and `bool`
 //! as one byte; other integers as varints (signed ones zigzagged first); floats as
