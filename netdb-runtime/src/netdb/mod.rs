@@ -158,13 +158,11 @@ impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
 
 /// One bundle holding every model's snapshot, each in its own envelope: what
 /// [`NetDb::snapshot`] and the generated `snapshot()` of `#[derive(NetDb)]` return.
-///
-/// The bundle is a [`BundleBody`] after the magic; it is written field by field, each
-/// model's envelope straight into it, so no envelope is copied.
 pub fn bundle_of(models: &[&dyn BundleModel]) -> Result<Vec<u8>, CortexError> {
+    // The magic, then a `BundleBody` written field by field, each model's envelope straight
+    // into it, so no envelope is copied: `format`, the length of `models`, the entries.
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
-    // `format`, then the length of `models`.
     out.push(FORMAT);
     postcard_out::put_varint(&mut out, models.len() as u64);
     for m in models {
