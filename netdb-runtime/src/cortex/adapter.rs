@@ -1167,13 +1167,20 @@ impl<M: CortexModel> CortexAdapter<M> {
     /// The state as snapshot bytes, and the last sequence number folded into it. Restore
     /// with [`open_from_snapshot`](Self::open_from_snapshot).
     pub fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
+        self.with_snapshot_state(|t| {
+            let bytes = snapshot::encode(t).map_err(|source| CortexError::Encode {
+                channel: M::CHANNEL,
+                source,
+            })?;
+            Ok((bytes, t.folded_through_seq()))
+        })
+    }
+
+    /// Calls `f` with the state, read-locked the way a snapshot reads it.
+    pub(crate) fn with_snapshot_state<R>(&self, f: impl FnOnce(&Table<M>) -> R) -> R {
         // Recursive: a caller already holding a read guard must not deadlock behind the fold.
         let t = self.shared().state.lock.read_recursive();
-        let bytes = snapshot::encode(&t).map_err(|source| CortexError::Encode {
-            channel: M::CHANNEL,
-            source,
-        })?;
-        Ok((bytes, t.folded_through_seq()))
+        f(&t)
     }
 
     /// Stops the fold and closes the log (which fsyncs it). The state stays readable; waits

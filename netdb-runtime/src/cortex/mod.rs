@@ -65,6 +65,7 @@ mod event_meta;
 mod index;
 mod log;
 mod model;
+pub(crate) mod postcard_out;
 mod query;
 pub mod schema_lock;
 pub mod snapshot;

@@ -28,9 +28,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cortex::postcard_out;
 use crate::cortex::{
     CortexAdapter, CortexConfig, CortexError, CortexModel, LogBackend, SnapshotError,
-    SnapshotFallback,
+    SnapshotFallback, snapshot,
 };
 
 /// The first eight bytes of every bundle.
@@ -50,8 +51,14 @@ pub(crate) struct BundleBody<'a> {
 pub(crate) struct BundleEntry<'a> {
     pub(crate) channel: String,
     pub(crate) last_seq: Option<u64>,
-    #[serde(borrow)]
+    // serde writes a `&[u8]` as a sequence of `u8`s: in postcard the same bytes as a byte
+    // string, but pushed one at a time. `serialize_bytes` writes the slice at once.
+    #[serde(borrow, serialize_with = "byte_string")]
     pub(crate) envelope: &'a [u8],
+}
+
+fn byte_string<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
 }
 
 /// A model adapter whose snapshot can go into a bundle: every [`CortexAdapter`].
@@ -62,6 +69,32 @@ pub trait BundleModel: Send + Sync + fmt::Debug {
     fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError>;
     /// [`CortexAdapter::catch_up`], boxed so models of different types can be awaited in turn.
     fn catch_up_boxed(&self) -> CatchUp<'_>;
+
+    /// Appends the model's entry in a bundle to `out`: its channel, the last seq folded into
+    /// its snapshot, and the snapshot as a byte string. The default copies
+    /// [`snapshot`](Self::snapshot) into it; a [`CortexAdapter`] encodes its snapshot there
+    /// directly.
+    #[doc(hidden)]
+    fn append_bundle_entry(&self, out: &mut Vec<u8>) -> Result<(), CortexError> {
+        let (envelope, last_seq) = self.snapshot()?;
+        let entry = BundleEntry {
+            channel: self.channel().to_owned(),
+            last_seq,
+            envelope: &envelope,
+        };
+        postcard_out::append(&entry, out).map_err(|source| CortexError::Encode {
+            channel: "netdb bundle",
+            source,
+        })
+    }
+}
+
+/// The first two fields of a [`BundleEntry`], borrowed: what precedes an envelope written in
+/// place.
+#[derive(Serialize)]
+struct EntryHead<'a> {
+    channel: &'a str,
+    last_seq: Option<u64>,
 }
 
 /// The future [`BundleModel::catch_up_boxed`] returns.
@@ -89,6 +122,20 @@ impl<M: CortexModel> BundleModel for CortexAdapter<M> {
     fn catch_up_boxed(&self) -> CatchUp<'_> {
         Box::pin(CortexAdapter::catch_up(self))
     }
+    fn append_bundle_entry(&self, out: &mut Vec<u8>) -> Result<(), CortexError> {
+        self.with_snapshot_state(|t| {
+            let head = EntryHead {
+                channel: M::CHANNEL,
+                last_seq: t.folded_through_seq(),
+            };
+            postcard_out::append(&head, out)?;
+            snapshot::encode_into(t, out, true)
+        })
+        .map_err(|source| CortexError::Encode {
+            channel: M::CHANNEL,
+            source,
+        })
+    }
 }
 
 trait AnyAdapter: BundleModel {
@@ -112,29 +159,17 @@ impl<M: CortexModel> AnyAdapter for CortexAdapter<M> {
 /// One bundle holding every model's snapshot, each in its own envelope: what
 /// [`NetDb::snapshot`] and the generated `snapshot()` of `#[derive(NetDb)]` return.
 pub fn bundle_of(models: &[&dyn BundleModel]) -> Result<Vec<u8>, CortexError> {
-    let snapshots = models
-        .iter()
-        .map(|m| m.snapshot())
-        .collect::<Result<Vec<_>, _>>()?;
-    let body = BundleBody {
-        format: FORMAT,
-        models: models
-            .iter()
-            .zip(&snapshots)
-            .map(|(m, (envelope, last_seq))| BundleEntry {
-                channel: m.channel().to_owned(),
-                last_seq: *last_seq,
-                envelope,
-            })
-            .collect(),
-    };
-    let size: usize = snapshots.iter().map(|(e, _)| e.len() + 64).sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + 16 + size);
+    // The magic, then a `BundleBody` written field by field, each model's envelope straight
+    // into it, so no envelope is copied: `format`, the length of `models`, the entries.
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
-    postcard::to_io(&body, out).map_err(|source| CortexError::Encode {
-        channel: "netdb bundle",
-        source,
-    })
+    out.push(FORMAT);
+    postcard_out::put_varint(&mut out, models.len() as u64);
+    for m in models {
+        m.append_bundle_entry(&mut out)?;
+    }
+    snapshot::shrink_if_oversized(&mut out);
+    Ok(out)
 }
 
 /// Where a model's state comes from when a NetDb opens.
@@ -439,6 +474,57 @@ impl NetDb {
 #[cfg(test)]
 mod bundle_format_tests {
     use super::*;
+    use crate::cortex::Table;
+    use crate::cortex::snapshot::tests::{Row, row};
+    use crate::redex::Redex;
+
+    /// A model whose bundle entry is the trait's default: its snapshot, copied.
+    #[derive(Debug)]
+    struct Copied<'a>(&'a CortexAdapter<Row>);
+
+    impl BundleModel for Copied<'_> {
+        fn channel(&self) -> &'static str {
+            self.0.channel()
+        }
+        fn snapshot(&self) -> Result<(Vec<u8>, Option<u64>), CortexError> {
+            self.0.snapshot()
+        }
+        fn catch_up_boxed(&self) -> CatchUp<'_> {
+            self.0.catch_up_boxed()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn envelopes_written_in_place_keep_the_bundle_bytes() {
+        let mut state = 7;
+        let rows = (0..3000).map(|i| row(i, &mut state, 9)).collect();
+        let envelope = snapshot::encode(&Table::<Row>::from_rows(rows, None)).unwrap();
+        let (redex, empty_redex) = (Redex::new(), Redex::new());
+        let full = CortexAdapter::<Row>::open_from_snapshot(&redex, 1, &envelope, None).unwrap();
+        let empty = CortexAdapter::<Row>::open(&empty_redex, 1).unwrap();
+        let models: [&dyn BundleModel; 3] = [&full, &empty, &full];
+
+        let snapshots: Vec<_> = models.iter().map(|m| m.snapshot().unwrap()).collect();
+        let body = BundleBody {
+            format: FORMAT,
+            models: models
+                .iter()
+                .zip(&snapshots)
+                .map(|(m, (envelope, last_seq))| BundleEntry {
+                    channel: m.channel().to_owned(),
+                    last_seq: *last_seq,
+                    envelope,
+                })
+                .collect(),
+        };
+        let mut expected = MAGIC.to_vec();
+        expected.extend(postcard::to_stdvec(&body).unwrap());
+
+        assert_eq!(bundle_of(&models).unwrap(), expected);
+        let copied: [&dyn BundleModel; 3] = [&Copied(&full), &Copied(&empty), &Copied(&full)];
+        assert_eq!(bundle_of(&copied).unwrap(), expected);
+        assert_eq!(bundle_of(&[]).unwrap(), [&MAGIC[..], &[FORMAT, 0]].concat());
+    }
 
     /// The bundle as format 1 first declared it: envelopes as `Vec<u8>`, which postcard
     /// writes as a length then the bytes.
