@@ -351,7 +351,7 @@ fn generate(
         let pattern = rebind(quote!(Self), v, &locals);
         encode.push(quote! {
             #pattern => {
-                *__out = #p::postcard::to_extend(&(#(#locals,)*), ::core::mem::take(__out))?;
+                #p::postcard_append(&(#(#locals,)*), __out)?;
             }
         });
         let decoded = quote_spanned!(ident.span()=> (#(#tys,)*));

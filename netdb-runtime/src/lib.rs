@@ -62,6 +62,16 @@ pub mod __private {
     pub use postcard;
     pub use serde;
 
+    /// Appends `value` to `out` in postcard's format: what generated event encoders call
+    /// (the same bytes as `postcard::to_extend`, without its per-byte varint loop).
+    #[inline]
+    pub fn postcard_append<T: serde::Serialize + ?Sized>(
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), postcard::Error> {
+        crate::cortex::postcard_append(value, out)
+    }
+
     /// The event type of a model whose derive failed: keeps one mistake from causing
     /// follow-up errors. Never constructed.
     #[derive(Debug)]

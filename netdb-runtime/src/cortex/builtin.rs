@@ -84,8 +84,7 @@ fn append_postcard<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), postcard::Error> {
-    *out = postcard::to_extend(value, std::mem::take(out))?;
-    Ok(())
+    super::postcard_out::append(value, out)
 }
 
 fn body_err(dispatch: u16) -> impl FnOnce(postcard::Error) -> EventDecodeError {

@@ -66,6 +66,7 @@ mod index;
 mod log;
 mod model;
 pub(crate) mod postcard_out;
+pub(crate) use postcard_out::append as postcard_append;
 mod query;
 pub mod schema_lock;
 pub mod snapshot;
