@@ -477,6 +477,85 @@ pub(crate) mod tests {
         Bytes(b)
     }
 
+    /// Damage anywhere in a large body is a typed error, and what decodes is the table that
+    /// was encoded.
+    #[test]
+    fn damage_anywhere_in_a_large_body_is_a_typed_error() {
+        let mut state = 7;
+        let n = 12_000;
+        let rows: Vec<Row> = (0..n).map(|i| row(i * 2, &mut state, 5)).collect();
+        let table = Table::from_rows(rows, Some(n));
+        let bytes = encode(&table).unwrap();
+        let (info, back) = decode::<Row>(&bytes).unwrap();
+        assert_eq!(info.rows, n);
+        assert!(back.iter().eq(table.iter()));
+        // Cut short, at every tenth of the way: the checksum no longer matches.
+        for cut in (1..10).map(|k| bytes.len() * k / 10) {
+            assert!(matches!(
+                decode::<Row>(&bytes[..cut]),
+                Err(SnapshotError::Corrupt { .. })
+            ));
+        }
+        // Cut short past the checksum (resealed): the rows stop early, wherever that is.
+        let header_len = bytes.len() - encoded_body_len(&bytes);
+        for keep in [1, 100, 5000, 20_000, 100_000] {
+            let damaged = reseal(&bytes[..header_len + keep]).unwrap();
+            match decode::<Row>(&damaged) {
+                Err(SnapshotError::Decode { .. } | SnapshotError::Corrupt { .. }) => {}
+                other => panic!("{keep} body bytes kept: {other:?}"),
+            }
+        }
+        // A row count the body does not hold: one row fewer, under the full table's header.
+        let mut fewer: Vec<Row> = table.iter().cloned().collect();
+        fewer.pop();
+        let short = encode(&Table::from_rows(fewer, Some(n))).unwrap();
+        let mut spliced = bytes[..header_len].to_vec();
+        spliced.extend_from_slice(&short[short.len() - encoded_body_len(&short)..]);
+        let spliced = reseal(&spliced).unwrap();
+        assert!(matches!(
+            decode::<Row>(&spliced),
+            Err(SnapshotError::Corrupt { .. })
+        ));
+    }
+
+    fn encoded_body_len(bytes: &[u8]) -> usize {
+        let (header, _): (Header, &[u8]) = postcard::take_from_bytes(&bytes[8..]).unwrap();
+        header.body_len as usize
+    }
+
+    /// The id map and the id order hold the same rows.
+    fn consistent(table: &Table<Row>) {
+        let ids: Vec<u64> = table.iter().map(|r| r.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        for r in table.iter() {
+            assert_eq!(table.find_unique(&r.id), Some(r));
+        }
+        assert_eq!(table.rows().len(), ids.len());
+    }
+
+    /// Rows out of id order (as a migration may return them) are sorted, later duplicates of
+    /// an id winning.
+    #[test]
+    fn rows_out_of_order_are_sorted_and_the_last_duplicate_wins() {
+        let mut state = 3;
+        let mut rows: Vec<Row> = (0..50).map(|i| row(i, &mut state, 2)).collect();
+        let mut dup = rows[10].clone();
+        dup.title = "the later one".into();
+        rows.reverse();
+        rows.push(dup.clone());
+        let table = Table::from_rows(rows, None);
+        assert_eq!(table.len(), 50);
+        assert!(table.iter().map(|r| r.id).eq(0..50));
+        assert_eq!(table.find_unique(&10), Some(&dup));
+        consistent(&table);
+        // In order up to a point, then not.
+        let mut sorted: Vec<Row> = (0..50).map(|i| row(i, &mut state, 2)).collect();
+        sorted.swap(30, 31);
+        let table = Table::from_rows(sorted, None);
+        assert!(table.iter().map(|r| r.id).eq(0..50));
+        consistent(&table);
+    }
+
     #[test]
     fn envelopes_keep_the_bytes_of_the_first_encoder() {
         let mut state = 42;
