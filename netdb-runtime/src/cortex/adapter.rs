@@ -228,12 +228,10 @@ pub(crate) struct Shared<M: CortexModel> {
     notify: Notify,
     changes: Mutex<Option<broadcast::Sender<Change<M::Id>>>>,
     errors: Mutex<(u64, VecDeque<FoldError>)>,
-    driver: Mutex<Driver>,
+    driver: Mutex<Driver<M>>,
     max_batch: usize,
     /// The rows a batch changed, reused from batch to batch.
     touched_buf: Mutex<Vec<Touched<M>>>,
-    /// The decoded events of a batch, reused from batch to batch.
-    decoded_buf: Mutex<Vec<Decoded<M>>>,
     /// The fold starts at the log's head and has not read yet: a head that moved before the
     /// first read is not a gap.
     from_head: AtomicBool,
@@ -315,43 +313,52 @@ impl<M: CortexModel> Shared<M> {
         Ok((ctx, event))
     }
 
-    /// Applies a batch read from the tail. Returns `false` when the fold must end.
-    fn apply_batch(&self, items: &mut Vec<Result<RedexEvent, RedexError>>) -> bool {
-        // Reused from batch to batch: a fresh buffer this size per batch costs more in the
-        // allocator than the decoding does.
-        let mut decoded_buf = self.decoded_buf.lock();
-        let decoded = &mut *decoded_buf;
-        decoded.clear();
-        let mut log_failure = None;
-        for item in items.drain(..) {
-            match item {
-                Ok(ev) => {
-                    // Generated decoding is model code: a panic in it is this event's error.
-                    let d = catch_unwind(AssertUnwindSafe(|| Self::decode(&ev)))
-                        .unwrap_or_else(|p| Err(FoldErrorKind::Panicked(panic_message(&*p))));
-                    decoded.push((ev.seq, d));
-                }
-                Err(RedexError::Evicted {
-                    requested,
-                    first_available,
-                    ..
-                }) => decoded.push((
+    /// Decodes an event read from the tail (outside the state lock) into `batch`, or
+    /// records the log failure that ends the batch. Returns `false` once reading must stop.
+    fn read_item(
+        batch: &mut Vec<Decoded<M>>,
+        failure: &mut Option<Option<RedexError>>,
+        item: Result<RedexEvent, RedexError>,
+    ) -> bool {
+        match item {
+            Ok(ev) => {
+                // Generated decoding is model code: a panic in it is this event's error.
+                let d = catch_unwind(AssertUnwindSafe(|| Self::decode(&ev)))
+                    .unwrap_or_else(|p| Err(FoldErrorKind::Panicked(panic_message(&*p))));
+                batch.push((ev.seq, d));
+                true
+            }
+            Err(RedexError::Evicted {
+                requested,
+                first_available,
+                ..
+            }) => {
+                batch.push((
                     requested,
                     Err(FoldErrorKind::Evicted {
                         head: first_available,
                     }),
-                )),
-                Err(RedexError::Closed { .. }) => {
-                    log_failure = Some(None);
-                    break;
-                }
-                Err(e) => {
-                    log_failure = Some(Some(e));
-                    break;
-                }
+                ));
+                true
+            }
+            Err(RedexError::Closed { .. }) => {
+                *failure = Some(None);
+                false
+            }
+            Err(e) => {
+                *failure = Some(Some(e));
+                false
             }
         }
+    }
 
+    /// Applies a batch of decoded events, then acts on the log failure that ended it, if
+    /// any (`Some(None)`: the log closed). Returns `false` when the fold must end.
+    fn apply_batch(
+        &self,
+        decoded: &mut Vec<Decoded<M>>,
+        log_failure: Option<Option<RedexError>>,
+    ) -> bool {
         let mut stop = None;
         let mut skipped = Vec::new();
         let mut touched_buf = self.touched_buf.lock();
@@ -495,9 +502,13 @@ impl<M: CortexModel> Drop for ExitGuard<M> {
 /// The fold's reading side: the tail and what was read from it. Whoever holds it folds:
 /// the fold task, or a `wait_for_seq` caller that finds it free (which saves the caller a
 /// wake-up on another thread).
-struct Driver {
+struct Driver<M: CortexModel> {
     tail: LogTail,
-    batch: Vec<Result<RedexEvent, RedexError>>,
+    /// The events read for the next batch, decoded as they are read (outside the state
+    /// lock); the buffer is reused from batch to batch.
+    batch: Vec<Decoded<M>>,
+    /// A log failure that ended the batch being read (`Some(None)`: the log closed).
+    failure: Option<Option<RedexError>>,
     /// The fold task's waker: a helper polls the tail with it, so the task still hears of
     /// events that arrive after the helper leaves.
     task_waker: Option<Waker>,
@@ -508,7 +519,7 @@ impl<M: CortexModel> Shared<M> {
     /// Reads what the tail has ready and applies it, at most `budget` batches. `Ready`: the
     /// fold has ended. `Pending`: nothing more is ready (the tail holds `cx`'s waker), or
     /// the budget ran out (`cx`'s waker was woken to continue).
-    fn drive(&self, d: &mut Driver, cx: &mut Context<'_>, budget: usize) -> Poll<()> {
+    fn drive(&self, d: &mut Driver<M>, cx: &mut Context<'_>, budget: usize) -> Poll<()> {
         for _ in 0..budget {
             if d.ended {
                 return Poll::Ready(());
@@ -517,7 +528,11 @@ impl<M: CortexModel> Shared<M> {
             let mut end_of_log = false;
             while d.batch.len() < self.max_batch {
                 match d.tail.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(item)) => d.batch.push(item),
+                    Poll::Ready(Some(item)) => {
+                        if !Self::read_item(&mut d.batch, &mut d.failure, item) {
+                            break;
+                        }
+                    }
                     Poll::Ready(None) => {
                         end_of_log = true;
                         break;
@@ -528,10 +543,12 @@ impl<M: CortexModel> Shared<M> {
                     }
                 }
             }
-            if !d.batch.is_empty() {
+            if !d.batch.is_empty() || d.failure.is_some() {
                 // `apply` runs under its own catch; this catches the rest of the model's
                 // code (filters, routes, orderings, index keys) and stops the fold cleanly.
-                let applied = catch_unwind(AssertUnwindSafe(|| self.apply_batch(&mut d.batch)));
+                let failure = d.failure.take();
+                let applied =
+                    catch_unwind(AssertUnwindSafe(|| self.apply_batch(&mut d.batch, failure)));
                 match applied {
                     Ok(true) => {}
                     Ok(false) => d.ended = true,
@@ -921,12 +938,12 @@ impl<M: CortexModel> CortexAdapter<M> {
             driver: Mutex::new(Driver {
                 tail: log.tail(from),
                 batch: Vec::new(),
+                failure: None,
                 task_waker: None,
                 ended: false,
             }),
             max_batch: config.max_batch,
             touched_buf: Mutex::new(Vec::new()),
-            decoded_buf: Mutex::new(Vec::new()),
             from_head: AtomicBool::new(from_head),
             start_seq: AtomicU64::new(from),
         });

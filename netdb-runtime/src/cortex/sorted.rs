@@ -135,8 +135,19 @@ impl<T: Ord> SortedSet<T> {
             self.len = 1;
             return true;
         };
+        let last = ci + 1 == self.chunks.len();
         let chunk = &mut self.chunks[ci];
         if chunk.last().is_some_and(|l| *l < x) {
+            if last && chunk.len() == CHUNK {
+                // Appending past a full last chunk, as ascending inserts do: start the next
+                // chunk rather than split this one, so appended chunks stay full and no
+                // elements move. The set is large already: give the chunk its full size.
+                let mut next = Vec::with_capacity(CHUNK);
+                next.push(x);
+                self.chunks.push(next);
+                self.len += 1;
+                return true;
+            }
             chunk.push(x);
         } else {
             match chunk.binary_search(&x) {
@@ -342,6 +353,23 @@ mod tests {
             let built = SortedSet::from_sorted(r.iter().copied().collect());
             prop_assert_eq!(&built, &s);
         }
+    }
+
+    #[test]
+    fn ascending_appends_fill_whole_chunks() {
+        let mut s = SortedSet::default();
+        for x in 0..(CHUNK * 3 + 5) as u32 {
+            assert!(s.insert(x));
+        }
+        let lens: Vec<usize> = s.chunks.iter().map(Vec::len).collect();
+        assert_eq!(lens, [CHUNK, CHUNK, CHUNK, 5]);
+        // Inserting into a full chunk in the middle still splits it.
+        assert!(s.remove(&7).is_some());
+        assert!(s.insert(7));
+        assert!(s.remove(&(CHUNK as u32 + 1)).is_some());
+        assert!(s.insert(CHUNK as u32 + 1));
+        assert!(s.chunks.iter().all(|c| !c.is_empty() && c.len() <= CHUNK));
+        assert!(s.iter().copied().eq(0..(CHUNK * 3 + 5) as u32));
     }
 
     #[test]

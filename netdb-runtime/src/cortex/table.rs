@@ -397,17 +397,21 @@ impl<M: CortexModel> TableMut<'_, M> {
     /// Inserts `row`, replacing the row with the same id. Returns the row it replaced.
     pub fn insert(&mut self, row: M) -> Option<Arc<M>> {
         let id = row.id().clone();
-        let row = Arc::new(row);
         let t = &mut *self.table;
         // Rows first (a panic in the id's `Hash` / `Ord` changes nothing there), then the
         // journal, then indexes: undo removes the new row's keys, whichever were added.
-        let (key, old) = t.rows.insert(id, Arc::clone(&row));
-        t.record(key.id(), old.clone());
+        // The row moves into the table and is borrowed back from its slot: no reference
+        // count changes here beyond the table's own.
+        let (key, old) = t.rows.insert(id, Arc::new(row));
+        t.journal.push((key.id().clone(), old.clone()));
+        let row = t.rows.at(&key);
         match &old {
-            Some(old) => t.indexes.update(&key, old, &row),
-            None => t.indexes.insert(&key, &row),
+            Some(old) => t.indexes.update(&key, old, row),
+            None => t.indexes.insert(&key, row),
         }
-        t.track_change(key.id(), Some(&row));
+        if t.track {
+            t.touched.push((key.id().clone(), Some(Arc::clone(row))));
+        }
         old
     }
 

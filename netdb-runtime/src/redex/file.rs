@@ -123,18 +123,7 @@ impl FileState {
     /// Appends hot events `[from, to)` to `out` (`from` must be in the window), stopping
     /// after about `max_bytes` of payload (at least one event).
     fn read_hot(&self, from: u64, to: u64, max_bytes: usize, out: &mut Vec<RedexEvent>) {
-        let mut budget = max_bytes;
-        for seq in from..to {
-            let e = self
-                .hot
-                .event(seq)
-                .expect("events above the disk part are hot");
-            if budget < e.payload.len() && seq > from {
-                break;
-            }
-            budget = budget.saturating_sub(e.payload.len());
-            out.push(e);
-        }
+        self.hot.read(from, to, max_bytes, out);
     }
 
     /// Registers a tail's waker for the next append. `slot` remembers where it was put so a

@@ -156,6 +156,7 @@ impl HotWindow {
     }
 
     /// The event at `seq`, if it is in the window.
+    #[cfg(test)]
     pub fn event(&self, seq: u64) -> Option<RedexEvent> {
         let e = self.entries.get(seq.checked_sub(self.start)? as usize)?;
         Some(RedexEvent {
@@ -163,6 +164,72 @@ impl HotWindow {
             timestamp_ns: e.timestamp_ns,
             payload: self.payload(e),
         })
+    }
+
+    /// Appends the events `[from, to)` (`from` must be in the window, `to` at most its end)
+    /// to `out`, stopping after about `max_bytes` of payload (at least one event).
+    ///
+    /// Events in sealed chunks are zero-copy slices. Those still in the active chunk lie
+    /// back to back there: they are copied out together, into one buffer the events then
+    /// slice, so a batch costs one allocation rather than one per event.
+    pub fn read(&self, from: u64, to: u64, max_bytes: usize, out: &mut Vec<RedexEvent>) {
+        let skip = (from - self.start) as usize;
+        let end = (to - self.start) as usize;
+        let mut budget = max_bytes;
+        let mut i = skip;
+        let active = self.active_id();
+        while i < end {
+            let e = &self.entries[i];
+            if budget < e.len as usize && i > skip {
+                return;
+            }
+            budget = budget.saturating_sub(e.len as usize);
+            if e.chunk != active {
+                out.push(RedexEvent {
+                    seq: self.start + i as u64,
+                    timestamp_ns: e.timestamp_ns,
+                    payload: self.payload(e),
+                });
+                i += 1;
+                continue;
+            }
+            // From here on every event is in the active chunk: take the run the budget
+            // allows, then copy its bytes once.
+            let first = i;
+            i += 1;
+            while i < end {
+                let len = self.entries[i].len as usize;
+                if budget < len {
+                    break;
+                }
+                budget -= len;
+                i += 1;
+            }
+            let head = &self.entries[first];
+            if i == first + 1 {
+                out.push(RedexEvent {
+                    seq: self.start + first as u64,
+                    timestamp_ns: head.timestamp_ns,
+                    payload: self.payload(head),
+                });
+                return;
+            }
+            let base = head.offset as usize;
+            let last = &self.entries[i - 1];
+            let bytes = Bytes::copy_from_slice(
+                &self.active[base..last.offset as usize + last.len as usize],
+            );
+            out.reserve(i - first);
+            for (k, e) in self.entries.range(first..i).enumerate() {
+                let off = e.offset as usize - base;
+                out.push(RedexEvent {
+                    seq: self.start + (first + k) as u64,
+                    timestamp_ns: e.timestamp_ns,
+                    payload: bytes.slice(off..off + e.len as usize),
+                });
+            }
+            return;
+        }
     }
 
     /// `(timestamp_ns, payload_len)` of the events from `seq` on.
@@ -211,6 +278,33 @@ mod tests {
         assert_eq!(w.bytes(), 0);
         w.push(0, b"x");
         assert_eq!(w.event(1000).unwrap().payload, &b"x"[..]);
+    }
+
+    #[test]
+    fn batched_reads_match_single_event_reads() {
+        let mut w = HotWindow::new(5);
+        let payload = |i: u64| vec![i as u8; 1 + (i as usize * 131) % 3000];
+        for i in 0..120 {
+            w.push(i, &payload(i));
+        }
+        let end = 125;
+        for from in [5, 6, 40, 100, 124] {
+            for max_bytes in [0, 1, 2000, 10_000, usize::MAX] {
+                let mut got = Vec::new();
+                w.read(from, end, max_bytes, &mut got);
+                assert!(!got.is_empty());
+                let mut budget = max_bytes;
+                for (k, e) in got.iter().enumerate() {
+                    let want = w.event(from + k as u64).unwrap();
+                    assert_eq!(*e, want);
+                    assert!(k == 0 || budget >= e.payload.len());
+                    budget = budget.saturating_sub(e.payload.len());
+                }
+                // It stopped at the end or where the next event would overrun the budget.
+                let next = from + got.len() as u64;
+                assert!(next == end || w.event(next).unwrap().payload.len() > budget);
+            }
+        }
     }
 
     #[test]

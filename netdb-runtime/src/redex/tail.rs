@@ -23,6 +23,8 @@ pub struct RedexTail {
     file: Arc<FileInner>,
     next: u64,
     buf: VecDeque<RedexEvent>,
+    /// What a read fetches, before it moves to `buf`; kept for its allocation.
+    scratch: Vec<RedexEvent>,
     waker_slot: Option<(u64, usize)>,
     done: bool,
 }
@@ -43,6 +45,7 @@ impl RedexTail {
             file,
             next: from,
             buf: VecDeque::new(),
+            scratch: Vec::new(),
             waker_slot: None,
             done: false,
         }
@@ -74,14 +77,12 @@ impl Stream for RedexTail {
         if this.done {
             return Poll::Ready(None);
         }
-        let mut batch = Vec::new();
         let to = this.next.saturating_add(TAIL_BATCH_EVENTS);
-        match this
-            .file
-            .read_chunk(this.next, to, TAIL_BATCH_BYTES, &mut batch)
-        {
+        let batch = &mut this.scratch;
+        batch.clear();
+        match this.file.read_chunk(this.next, to, TAIL_BATCH_BYTES, batch) {
             Ok(None) => {
-                let mut events = batch.into_iter();
+                let mut events = batch.drain(..);
                 let first = events
                     .next()
                     .expect("a read that found events returns some");
