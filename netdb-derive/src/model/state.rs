@@ -353,7 +353,7 @@ pub(crate) fn indexes(m: &Model) -> TokenStream {
                     quote!(OrderedIndex)
                 };
                 decls.push(quote_spanned!(sp=> #[doc = #doc] pub #field: #p::#ix<#ty, #idty>,));
-                inserts.push(quote_spanned!(sp=> self.#field.insert(::core::clone::Clone::clone(&__r.#field), __id);));
+                inserts.push(quote_spanned!(sp=> self.#field.insert_ref(&__r.#field, __id);));
                 removes.push(quote_spanned!(sp=> self.#field.remove(&__r.#field, __id);));
                 updates.push(
                     quote_spanned!(sp=> self.#field.update(&__old.#field, &__new.#field, __id);),

@@ -238,12 +238,14 @@ impl<K: Hash + Eq, Id: Ord + Clone> HashIndex<K, Id> {
     {
         if old != new {
             self.remove(old, row);
-            self.insert(new.clone(), row);
+            self.insert_ref(new, row);
         }
     }
 
-    /// Records that `row` holds `key`, cloning the key only if it is new.
-    fn insert_ref(&mut self, key: &K, row: &RowKey<Id>)
+    /// Records that `row` holds `key`, cloning the key only if the index does not hold it
+    /// yet (what generated index code calls: a `String` key held by many rows is not
+    /// copied for each).
+    pub fn insert_ref(&mut self, key: &K, row: &RowKey<Id>)
     where
         K: Clone,
     {
@@ -297,6 +299,33 @@ impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
             .or_insert_with(|| IdSet::One(row.clone()));
     }
 
+    /// Records that `row` holds `key`, cloning the key only if the index does not hold it
+    /// yet (what generated index code calls).
+    pub fn insert_ref(&mut self, key: &K, row: &RowKey<Id>)
+    where
+        K: Clone,
+    {
+        if let Some(mut last) = self.map.last_entry() {
+            match key.cmp(last.key()) {
+                Ordering::Greater => {
+                    self.map.insert(key.clone(), IdSet::One(row.clone()));
+                    return;
+                }
+                Ordering::Equal => {
+                    last.get_mut().insert(row);
+                    return;
+                }
+                Ordering::Less => {}
+            }
+        }
+        match self.map.get_mut(key) {
+            Some(set) => set.insert(row),
+            None => {
+                self.map.insert(key.clone(), IdSet::One(row.clone()));
+            }
+        }
+    }
+
     /// Forgets that `row` holds `key`.
     pub fn remove(&mut self, key: &K, row: &RowKey<Id>) {
         if self.map.get_mut(key).is_some_and(|set| set.remove(&row.id)) {
@@ -316,7 +345,7 @@ impl<K: Ord, Id: Ord + Clone> OrderedIndex<K, Id> {
     {
         if old != new {
             self.remove(old, row);
-            self.insert(new.clone(), row);
+            self.insert_ref(new, row);
         }
     }
 
