@@ -130,6 +130,15 @@ impl<T: Ord> SortedSet<T> {
     /// Inserts `x`; returns `false` (and keeps the element already there) when an equal
     /// element is present.
     pub fn insert(&mut self, x: T) -> bool {
+        // The common case first: appending past the largest element, with room left.
+        if let Some(last) = self.chunks.last_mut()
+            && last.len() < CHUNK
+            && last.last().is_some_and(|l| *l < x)
+        {
+            last.push(x);
+            self.len += 1;
+            return true;
+        }
         let Some(ci) = self.chunk_for(&x) else {
             self.chunks.push(vec![x]);
             self.len = 1;
