@@ -147,9 +147,20 @@ impl<M: CortexModel> QuerySpec<M> {
         let _ = hits.into_iter().try_for_each(emit);
     }
 
+    /// How many rows the result holds, when one index entry answers the filter exactly
+    /// (then a collecting caller allocates once instead of growing its vector).
+    fn exact_len(&self, table: &Table<M>) -> usize {
+        self.filter
+            .exact_count(table.indexes())
+            .map_or(0, |n| {
+                let n = n.saturating_sub(self.offset);
+                self.limit.map_or(n, |l| n.min(l))
+            })
+    }
+
     /// The result rows, shared.
     pub(crate) fn collect_arcs(&self, table: &Table<M>) -> Vec<Arc<M>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.exact_len(table));
         self.run(table, |r| {
             out.push(Arc::clone(r));
             ControlFlow::Continue(())
@@ -215,7 +226,7 @@ impl<'a, M: CortexModel> Query<'a, M> {
 
     /// The result rows, cloned.
     pub fn collect(self) -> Vec<M> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.spec.exact_len(self.table));
         self.spec.run(self.table, |r| {
             out.push(M::clone(r));
             ControlFlow::Continue(())
@@ -239,7 +250,7 @@ impl<'a, M: CortexModel> Query<'a, M> {
     /// The result rows, borrowed from the table, in order. Nothing is cloned; the rows are
     /// located before the iterator is returned.
     pub fn iter(self) -> impl ExactSizeIterator<Item = &'a M> + 'a {
-        let mut out: Vec<&'a M> = Vec::new();
+        let mut out: Vec<&'a M> = Vec::with_capacity(self.spec.exact_len(self.table));
         self.spec.run(self.table, |r| {
             out.push(&**r);
             ControlFlow::Continue(())
