@@ -150,12 +150,10 @@ impl<M: CortexModel> QuerySpec<M> {
     /// How many rows the result holds, when one index entry answers the filter exactly
     /// (then a collecting caller allocates once instead of growing its vector).
     fn exact_len(&self, table: &Table<M>) -> usize {
-        self.filter
-            .exact_count(table.indexes())
-            .map_or(0, |n| {
-                let n = n.saturating_sub(self.offset);
-                self.limit.map_or(n, |l| n.min(l))
-            })
+        self.filter.exact_count(table.indexes()).map_or(0, |n| {
+            let n = n.saturating_sub(self.offset);
+            self.limit.map_or(n, |l| n.min(l))
+        })
     }
 
     /// The result rows, shared.
