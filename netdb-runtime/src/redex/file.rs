@@ -554,8 +554,8 @@ impl RedexFile {
         st.trim_hot(cfg.max_memory_bytes());
         let wakers = st.take_wakers();
         drop(guard);
-        if !wakers.is_empty() {
-            wakers.into_iter().flatten().for_each(Waker::wake);
+        for w in wakers.into_iter().flatten() {
+            w.wake();
         }
         if let Some(handle) = sync {
             // Outside the lock, so readers and other writers are not held up by the disk.
